@@ -1,0 +1,70 @@
+"""`make demo`: a short side-by-side of square and sleep on the threads and prefork pools."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from config import Settings
+from producer.publish import SendPlan
+from producer.run import run
+from stack.launcher import Stack, running_stack
+from tasks import connections
+from experiments.environment import describe, ideal_per_s, square_cpu_seconds
+
+DEMO_CONCURRENCY = 4
+DEMO_TASKS = {"square": 300, "sleep": 200}
+SLEEP_SECONDS = 0.1
+
+
+def run_demo(settings: Settings, out: Path) -> dict[str, object]:
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    settings = settings.replace(concurrency={**settings.concurrency, "threads": DEMO_CONCURRENCY,
+                                             "prefork": DEMO_CONCURRENCY})
+    task_cpu_s = square_cpu_seconds()
+    with running_stack(settings, out / "stack", flower_port=0 if settings.flower_port == 5555 else None) as stack:
+        s = stack.settings
+        console.print(f"Flower: {s.flower_url}  user={s.flower_user} password={s.flower_password}")
+        runs = [measure(stack, pool, workload, task_cpu_s, console)
+                for workload in DEMO_TASKS for pool in ("threads", "prefork")]
+        environment = describe(s, connections.client(s.require_broker()))
+    environment["square_task_cpu_s"] = task_cpu_s
+    summary = {"environment": environment, "runs": runs}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    console.print(demo_table(runs))
+    console.print(f"wrote {out / 'summary.json'}")
+    return summary
+
+
+def measure(stack: Stack, pool: str, workload: str, task_cpu_s: float, console: Console) -> dict[str, object]:
+    """Send one burst to one pool, wait for it, and compare its drain rate with the ideal."""
+    plan = SendPlan(workload, DEMO_TASKS[workload], (pool,), seconds=SLEEP_SECONDS)
+    console.print(f"[bold]{workload} on {pool}[/bold] ({plan.count} tasks)")
+    report = run(stack.settings, plan, wait=True, timeout=300, console=console)
+    worker = stack.workers[pool]
+    ideal = ideal_per_s(workload, worker.concurrency, seconds=SLEEP_SECONDS, task_cpu_s=task_cpu_s)
+    acc = report.accounting
+    assert acc is not None
+    throughput = report.drain_per_s or 0.0
+    return {
+        "pool": pool, "workload": workload, "concurrency": worker.concurrency, "tasks": plan.total,
+        "completed": acc.completed, "failed": acc.failed, "lost": acc.lost,
+        "throughput_per_s": round(throughput, 2), "ideal_per_s": round(ideal, 2),
+        "efficiency": round(throughput / ideal, 3), "worker_memory_mb": round(worker.memory_mb(), 1),
+    }  # fmt: skip
+
+
+def demo_table(runs: list[dict[str, object]]) -> Table:
+    table = Table(title="threads vs prefork (drain rate of a prefilled burst)")
+    columns = ("pool", "workload", "concurrency", "tasks", "completed", "failed", "lost",
+               "throughput_per_s", "ideal_per_s", "efficiency", "worker_memory_mb")
+    for column in columns:
+        table.add_column(column.replace("_per_s", "/s").replace("_", " "), justify="right")
+    for row in runs:
+        table.add_row(*(str(row[c]) for c in columns))
+    return table

@@ -1,0 +1,56 @@
+"""What a result was measured on: machine, versions, and the settings that shape it."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from importlib import metadata
+
+import redis
+
+from config import Settings
+from config.constants import DEFAULT_SQUARE_WORK
+from tasks.work import square
+
+
+def describe(settings: Settings, client: redis.Redis) -> dict[str, object]:
+    server = client.info("server")
+    return {
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "celery": metadata.version("celery"),
+        "kombu": metadata.version("kombu"),
+        "redis_py": metadata.version("redis"),
+        "flower": metadata.version("flower"),
+        "redis_server": server.get("valkey_version") or server.get("redis_version"),
+        "redis_server_kind": "valkey" if "valkey_version" in server else "redis",
+        "prefetch_multiplier": settings.prefetch_multiplier,
+        "acks_late": settings.acks_late,
+        "events": settings.events,
+        "results": settings.results,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def square_cpu_seconds(work: int = DEFAULT_SQUARE_WORK, repeats: int = 15) -> float:
+    """Median CPU time of one `square` call in this process: the denominator of the CPU ideal."""
+    samples = []
+    for _ in range(repeats):
+        started = time.process_time()
+        square(3, work)
+        samples.append(time.process_time() - started)
+    return statistics.median(samples)
+
+
+def ideal_per_s(workload: str, concurrency: int, *, seconds: float = 0.1,
+                task_cpu_s: float | None = None) -> float:
+    """The best a pool could do: concurrency / sleep time, or min(concurrency, cores) / CPU time."""
+    if workload == "sleep":
+        return concurrency / seconds if seconds > 0 else float("inf")
+    if workload == "square":
+        assert task_cpu_s, "square needs the measured single-task CPU time"
+        return min(concurrency, os.cpu_count() or 1) / task_cpu_s
+    raise ValueError(f"no ideal for workload {workload!r}")

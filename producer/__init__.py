@@ -1,0 +1,1 @@
+"""The producer: enqueue lab tasks, measure the drain, account for every task."""

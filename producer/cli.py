@@ -1,0 +1,60 @@
+"""`producer`: parse the command line and delegate. Errors are one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.console import Console
+
+from config import Settings, SettingsError
+from config.constants import EXIT_FAILURE, EXIT_USAGE, MAX_TASKS_PER_RUN
+from producer.publish import PlanError, SendPlan, parse_pools
+from producer.run import run, summary_table
+from tasks.connections import BrokerUnreachable
+
+
+@click.group()
+def cli() -> None:
+    """Enqueue lab tasks to Redis and watch them drain."""
+
+
+@cli.command()
+@click.option("--task", "workload", default="square", help="square (CPU-bound) or sleep (I/O-bound).")
+@click.option("-n", "--count", type=int, default=100, help=f"Tasks per pool (1..{MAX_TASKS_PER_RUN:,}).")
+@click.option("--pool", "pools", default="both", help="threads, prefork, both, or a comma-separated list.")
+@click.option("--work", type=int, default=None, help="square: loop iterations (CPU cost).")
+@click.option("--seconds", type=float, default=0.1, help="sleep: seconds each task waits.")
+@click.option("--rate", type=float, default=None, help="Tasks per second (default: one burst).")
+@click.option("--wait/--no-wait", default=False, help="Wait until every task has ended, then summarise.")
+@click.option("--timeout", type=float, default=600.0, help="Seconds to wait at most.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def send(workload: str, count: int, pools: str, work: int | None, seconds: float, rate: float | None,
+         wait: bool, timeout: float, as_json: bool) -> None:
+    """Enqueue COUNT tasks to each chosen pool's queue."""
+    settings = Settings.from_env()
+    extra = {"work": work} if work is not None else {}
+    plan = SendPlan(workload, count, parse_pools(pools), seconds=seconds, rate=rate, **extra)  # type: ignore[arg-type]
+    console = Console(stderr=as_json)
+    report = run(settings, plan, wait, timeout, console)
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+    else:
+        console.print(summary_table(report))
+    if report.accounting and (report.accounting.lost or report.accounting.failed):
+        sys.exit(EXIT_FAILURE)
+
+
+def main() -> None:
+    """Run the CLI, turning every expected error into one line on stderr and exit code 2."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        click.echo(f"producer: error: {exc.format_message()}", err=True)
+        sys.exit(EXIT_USAGE)
+    except (SettingsError, PlanError, BrokerUnreachable) as exc:
+        click.echo(f"producer: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)

@@ -1,0 +1,1 @@
+"""Running the lab's processes natively: Redis, workers, Flower, and the launcher."""

@@ -1,0 +1,154 @@
+"""Starting, watching and stopping the stack's processes.
+
+`worker_command` and `flower_command` are the one definition of how a worker
+and Flower are run: `lab worker POOL` and `lab flower` exec them, and the native
+launcher, compose and the tests all go through those entry points.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+
+import psutil
+
+from config import Settings
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Run in a child before exec: the kernel sends it SIGTERM if the launcher dies."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def worker_name(pool: str, host: str = "%h") -> str:
+    return f"{pool}@{host}"
+
+
+def worker_command(settings: Settings, pool: str, concurrency: int | None = None,
+                   extra: tuple[str, ...] = ()) -> list[str]:
+    """The `celery worker` command line for one pool, consuming that pool's queue."""
+    command = [
+        sys.executable, "-m", "celery", "-A", "tasks", "worker",
+        "--pool", pool,
+        "--concurrency", str(concurrency or settings.concurrency_for(pool)),
+        "--queues", settings.queue_for(pool),
+        "--hostname", worker_name(pool),
+        "--loglevel", settings.loglevel,
+        "--without-mingle", "--without-gossip",
+    ]  # fmt: skip
+    if settings.events:
+        command.append("--task-events")
+    return command + list(extra)
+
+
+def flower_command(settings: Settings) -> list[str]:
+    """Flower with basic auth; the credentials travel in the environment, not argv."""
+    return [
+        sys.executable, "-m", "celery", "-A", "tasks", "flower",
+        f"--address={settings.flower_address}",
+        f"--port={settings.flower_port}",
+    ]  # fmt: skip
+
+
+def flower_env(settings: Settings) -> dict[str, str]:
+    return {"FLOWER_BASIC_AUTH": f"{settings.flower_user}:{settings.flower_password}"}
+
+
+def child_env(settings: Settings, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a stack process: ours, plus settings as `LAB_*` variables."""
+    env = dict(os.environ)
+    env.update(settings.to_env())
+    env.update(extra or {})
+    return env
+
+
+def spawn(command: list[str], env: Mapping[str, str], log_path: os.PathLike[str] | str) -> subprocess.Popen[bytes]:
+    log = open(log_path, "ab")  # noqa: SIM115 - the child owns it for its whole life
+    return subprocess.Popen(
+        command, env=dict(env), stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+    )
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str,
+               process: subprocess.Popen[bytes] | None = None, interval: float = 0.05) -> float:
+    """Poll `condition` until it holds; return the seconds it took. Fails fast if `process` died."""
+    started = time.monotonic()
+    while not condition():
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with code {process.returncode}")
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{what}: not ready after {timeout:.0f} s")
+        time.sleep(interval)
+    return time.monotonic() - started
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float = 30.0,
+                 sig: int = signal.SIGTERM) -> int | None:
+    """Ask politely (SIGTERM is Celery's warm shutdown), then kill the whole tree."""
+    if process.poll() is None:
+        tree = _descendants(process.pid)
+        process.send_signal(sig)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        _kill_all(tree)
+    return process.returncode
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _kill_all(processes: list[psutil.Process]) -> None:
+    for proc in processes:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            continue
+    psutil.wait_procs(processes, timeout=5)
+
+
+def tree_memory_mb(pid: int) -> float:
+    """Memory of a process and all its children as USS (pages no other process shares)."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0
+    for proc in processes:
+        try:
+            total += proc.memory_full_info().uss
+        except psutil.NoSuchProcess:
+            continue
+    return total / 2**20
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its live children."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in processes:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total

@@ -1,0 +1,114 @@
+"""A running worker or Flower as an object: start it, wait until it is ready, stop it."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from config import Settings
+from stack import processes
+from tasks.app import make_app
+
+
+@dataclass
+class Worker:
+    """One `lab worker POOL` process (Celery parent plus its pool's children)."""
+
+    settings: Settings
+    pool: str
+    concurrency: int
+    log_path: Path
+    extra_args: tuple[str, ...] = ()
+    process: subprocess.Popen[bytes] | None = None
+    startup_s: float = 0.0
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.name = processes.worker_name(self.pool, socket.gethostname())
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "stack", "worker", self.pool,
+                "--concurrency", str(self.concurrency), *self.extra_args]  # fmt: skip
+
+    def start(self, timeout: float = 60.0) -> Worker:
+        started = time.monotonic()
+        self.process = processes.spawn(
+            self.command(), processes.child_env(self.settings), self.log_path
+        )
+        processes.wait_until(self.responds, timeout, f"worker {self.name}", self.process, 0.1)
+        self.startup_s = time.monotonic() - started
+        return self
+
+    def responds(self) -> bool:
+        app = make_app(self.settings)
+        try:
+            return bool(app.control.ping(destination=[self.name], timeout=0.5))
+        finally:
+            app.close()
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "worker not started"
+        return self.process.pid
+
+    def memory_mb(self) -> float:
+        return processes.tree_memory_mb(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return processes.tree_cpu_seconds(self.pid)
+
+    def stop(self, grace: float = 30.0) -> int | None:
+        """Warm shutdown: running tasks finish, unstarted ones go back to the queue."""
+        if self.process is None:
+            return None
+        code = processes.stop_process(self.process, grace)
+        self.process = None
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL the parent, as a crash would; its pool children die with it."""
+        if self.process is not None:
+            processes.stop_process(self.process, grace=10, sig=signal.SIGKILL)
+            self.process = None
+
+
+@dataclass
+class Flower:
+    """Flower on 127.0.0.1 with basic auth."""
+
+    settings: Settings
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return (self.settings.flower_user, self.settings.flower_password)
+
+    def start(self, timeout: float = 60.0) -> Flower:
+        command = [sys.executable, "-m", "stack", "flower"]
+        env = processes.child_env(self.settings)
+        self.process = processes.spawn(command, env, self.log_path)
+        processes.wait_until(self.healthy, timeout, "flower", self.process, 0.1)
+        return self
+
+    def healthy(self) -> bool:
+        try:
+            response = requests.get(f"{self.settings.flower_url}/healthcheck", auth=self.auth, timeout=2)
+        except requests.RequestException:
+            return False
+        return response.status_code == 200
+
+    def get(self, path: str, **params: object) -> requests.Response:
+        return requests.get(f"{self.settings.flower_url}{path}", auth=self.auth, params=params, timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            processes.stop_process(self.process, grace=10)
+            self.process = None

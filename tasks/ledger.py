@@ -1,0 +1,73 @@
+"""The run ledger: what each worker records in Redis about every task it finished.
+
+The producer stamps each message with a run id and its send time (message headers,
+so task signatures stay clean). When a task of a run ends, the worker adds, in one
+pipelined round trip:
+
+* `lab:run:<id>:count`   hash  state -> number of tasks that ended in that state
+* `lab:run:<id>:seen`    hash  task id -> times it ended (more than 1 = duplicate)
+* `lab:run:<id>:timings` list  "sent started finished state worker" per task
+
+The timing source is independent of Flower. `seen` and `timings` are the harness's
+instrumentation: a run may turn them off (`timing=False`) to measure their cost.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+import redis
+from celery import Celery, signals
+
+from config.constants import LEDGER_PREFIX, RUN_HEADER, SENT_HEADER
+
+TIMING_HEADER = "lab_timing"
+_started: dict[str, float] = {}
+_local = threading.local()
+
+
+def key(run_id: str, part: str) -> str:
+    return f"{LEDGER_PREFIX}{run_id}:{part}"
+
+
+def run_headers(run_id: str, timing: bool = True) -> dict[str, Any]:
+    """Headers the producer puts on every message of a run (sent time added per message)."""
+    return {RUN_HEADER: run_id, TIMING_HEADER: timing}
+
+
+def install(app: Celery) -> None:
+    """Connect the ledger to the worker's task signals (no I/O happens here)."""
+
+    def client() -> redis.Redis:
+        cached = getattr(_local, "client", None)
+        if cached is None or cached[0] != os.getpid():
+            url = app.conf.lab_settings.require_broker()
+            cached = (os.getpid(), redis.Redis.from_url(url, socket_timeout=10))
+            _local.client = cached
+        return cached[1]
+
+    @signals.task_prerun.connect(weak=False)
+    def remember_start(task_id: str, **_: Any) -> None:
+        _started[task_id] = time.time()
+
+    @signals.task_postrun.connect(weak=False)
+    def record_end(task_id: str, task: Any, state: str | None = None, **_: Any) -> None:
+        finished = time.time()
+        started = _started.pop(task_id, finished)
+        run_id = getattr(task.request, RUN_HEADER, None)
+        if not run_id:
+            return
+        pipe = client().pipeline(transaction=False)
+        pipe.hincrby(key(run_id, "count"), state or "UNKNOWN", 1)
+        if getattr(task.request, TIMING_HEADER, True):
+            sent = float(getattr(task.request, SENT_HEADER, None) or started)
+            worker = task.request.hostname or "?"
+            pipe.hincrby(key(run_id, "seen"), task_id, 1)
+            pipe.rpush(
+                key(run_id, "timings"),
+                f"{sent:.6f} {started:.6f} {finished:.6f} {state} {worker}",
+            )
+        pipe.execute()
