@@ -70,7 +70,7 @@ class Settings:
         for pool in POOLS:
             raw = env.get(f"{ENV_PREFIX}{pool.upper()}_CONCURRENCY")
             if raw:
-                concurrency[pool] = _parse(f"{pool}_concurrency", raw, int)
+                concurrency[pool] = int(_parse(f"{pool}_concurrency", raw, int))  # type: ignore[call-overload]
         values["concurrency"] = concurrency
         if "broker_url" not in values:
             values.update(_running_stack(Path(str(values.get("state_dir", ".lab")))))

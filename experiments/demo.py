@@ -10,11 +10,11 @@ from rich.console import Console
 from rich.table import Table
 
 from config import Settings
+from experiments.environment import describe, ideal_per_s, square_cpu_seconds
 from producer.publish import SendPlan
 from producer.run import run
 from stack.launcher import Stack, running_stack
 from tasks import connections
-from experiments.environment import describe, ideal_per_s, square_cpu_seconds
 
 DEMO_CONCURRENCY = 4
 DEMO_TASKS = {"square": 300, "sleep": 200}
@@ -33,7 +33,7 @@ def run_demo(settings: Settings, out: Path) -> dict[str, object]:
                 for workload in DEMO_TASKS for pool in ("threads", "prefork")]
         environment = describe(s, connections.client(s.require_broker()))
     environment["square_task_cpu_s"] = task_cpu_s
-    summary = {"environment": environment, "runs": runs}
+    summary: dict[str, object] = {"environment": environment, "runs": runs}
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     console.print(demo_table(runs))

@@ -29,7 +29,8 @@ class RunReport:
             "run_id": self.plan.run_id,
             "workload": self.plan.workload,
             "pools": list(self.plan.pools),
-            "sent": self.sent.sent,
+            "sent": self.sent.total,
+            "sent_per_pool": self.sent.sent,
             "enqueue_per_s": round(self.sent.rate_per_s, 1),
             **(self.accounting.as_dict() if self.accounting else {}),
             "elapsed_s": self.elapsed_s,
@@ -92,6 +93,10 @@ def _wait(settings: Settings, plan: SendPlan, report: RunReport, timeout: float,
         report.drain_per_s = timings.drain_rate()
 
 
+def _counts(acc: Accounting) -> list[str]:
+    return [str(n) for n in (acc.completed, acc.failed, acc.queued, acc.lost, acc.duplicated)]
+
+
 def summary_table(report: RunReport) -> Table:
     table = Table(title=f"run {report.plan.run_id}: {report.plan.workload} on {', '.join(report.plan.pools)}")
     for column in ("sent", "done", "failed", "queued", "lost", "duplicated", "elapsed s", "tasks/s", "enqueue/s"):
@@ -99,7 +104,7 @@ def summary_table(report: RunReport) -> Table:
     acc = report.accounting
     table.add_row(
         str(report.sent.total),
-        *([str(acc.completed), str(acc.failed), str(acc.queued), str(acc.lost), str(acc.duplicated)] if acc else ["-"] * 5),
+        *(_counts(acc) if acc else ["-"] * 5),
         f"{report.elapsed_s:.2f}" if report.elapsed_s else "-",
         f"{report.throughput_per_s:,.1f}" if report.throughput_per_s else "-",
         f"{report.sent.rate_per_s:,.0f}",

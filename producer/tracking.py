@@ -78,7 +78,7 @@ class RunLedger:
 
     def counts(self) -> dict[str, int]:
         raw = self.client.hgetall(key(self.run_id, "count"))
-        return {k.decode(): int(v) for k, v in raw.items()}
+        return {_text(k): int(v) for k, v in raw.items()}
 
     def finished(self) -> int:
         return sum(self.counts().values())
@@ -91,7 +91,7 @@ class RunLedger:
             if not lines:
                 return read
             for line in lines:
-                self.timings.add(line.decode())
+                self.timings.add(_text(line))
             read += len(lines)
 
     def duplicated(self) -> int:
@@ -124,6 +124,10 @@ class RunLedger:
 
     def delete(self) -> None:
         self.client.delete(*(key(self.run_id, part) for part in ("count", "seen", "timings")))
+
+
+def _text(value: bytes | str | int) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def duplicated_extra(client: redis.Redis, run_id: str) -> int:

@@ -36,7 +36,7 @@ def worker_command(settings: Settings, pool: str, concurrency: int | None = None
                    extra: tuple[str, ...] = ()) -> list[str]:
     """The `celery worker` command line for one pool, consuming that pool's queue."""
     command = [
-        sys.executable, "-m", "celery", "-A", "tasks", "worker",
+        sys.executable, "-m", "celery", "-A", "tasks.celery_app", "worker",
         "--pool", pool,
         "--concurrency", str(concurrency or settings.concurrency_for(pool)),
         "--queues", settings.queue_for(pool),
@@ -52,7 +52,7 @@ def worker_command(settings: Settings, pool: str, concurrency: int | None = None
 def flower_command(settings: Settings) -> list[str]:
     """Flower with basic auth; the credentials travel in the environment, not argv."""
     return [
-        sys.executable, "-m", "celery", "-A", "tasks", "flower",
+        sys.executable, "-m", "celery", "-A", "tasks.celery_app", "flower",
         f"--address={settings.flower_address}",
         f"--port={settings.flower_port}",
     ]  # fmt: skip
@@ -71,10 +71,10 @@ def child_env(settings: Settings, extra: Mapping[str, str] | None = None) -> dic
 
 
 def spawn(command: list[str], env: Mapping[str, str], log_path: os.PathLike[str] | str) -> subprocess.Popen[bytes]:
-    log = open(log_path, "ab")  # noqa: SIM115 - the child owns it for its whole life
-    return subprocess.Popen(
-        command, env=dict(env), stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
-    )
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            command, env=dict(env), stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+        )
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str,

@@ -105,7 +105,7 @@ class Flower:
             return False
         return response.status_code == 200
 
-    def get(self, path: str, **params: object) -> requests.Response:
+    def get(self, path: str, **params: str) -> requests.Response:
         return requests.get(f"{self.settings.flower_url}{path}", auth=self.auth, params=params, timeout=10)
 
     def stop(self) -> None:

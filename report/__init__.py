@@ -1,0 +1,1 @@
+"""Turning results.json into tables, plots and report.md/html."""

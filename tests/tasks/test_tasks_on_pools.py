@@ -1,0 +1,54 @@
+"""Both tasks on both pools, through real Redis and real worker processes."""
+
+from collections.abc import Callable
+
+import pytest
+from celery import Celery
+
+from config import Settings
+from stack.workers import Worker
+
+POOLS = ["threads", "prefork"]
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_square_and_sleep_return_checkable_results(
+    pool: str, app: Celery, settings: Settings, start_worker: Callable[..., Worker]
+) -> None:
+    start_worker(pool)
+    queue = settings.queue_for(pool)
+    squares = [app.send_task("tasks.square", args=[x], kwargs={"work": 1000}, queue=queue) for x in range(20)]
+    sleeps = [app.send_task("tasks.sleep", kwargs={"seconds": 0.05}, queue=queue) for _ in range(4)]
+    assert [r.get(timeout=30) for r in squares] == [x * x for x in range(20)]
+    for result in sleeps:
+        slept = result.get(timeout=30)
+        assert slept["requested"] == 0.05
+        assert slept["slept"] >= 0.05
+
+
+BAD_CALLS = [
+    ("tasks.square", {"x": -1, "work": -5}, "work must be between"),
+    ("tasks.square", {"x": "seven"}, "x must be an integer"),
+    ("tasks.square", {"x": 10**30}, "x must be between"),
+    ("tasks.square", {"x": 2, "work": 10**12}, "work must be between"),
+    ("tasks.sleep", {"seconds": -1}, "finite number"),
+    ("tasks.sleep", {"seconds": float("nan")}, "finite number"),
+    ("tasks.sleep", {"seconds": 1e9}, "finite number"),
+    ("tasks.sleep", {"seconds": "soon"}, "must be a number"),
+    ("tasks.sleep", {"secs": 1}, "unexpected keyword"),
+]
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_bad_arguments_fail_the_task_and_the_worker_serves_on(
+    pool: str, app: Celery, settings: Settings, start_worker: Callable[..., Worker]
+) -> None:
+    worker = start_worker(pool)
+    queue = settings.queue_for(pool)
+    results = [(app.send_task(task, kwargs=kwargs, queue=queue), error) for task, kwargs, error in BAD_CALLS]
+    for result, error in results:
+        with pytest.raises(Exception, match=error):
+            result.get(timeout=30)
+        assert result.state == "FAILURE"
+    assert app.send_task("tasks.square", args=[9], kwargs={"work": 10}, queue=queue).get(timeout=30) == 81
+    assert worker.process is not None and worker.process.poll() is None
