@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from config import Settings
 from config.constants import DEFAULT_SQUARE_WORK
-from tasks import ledger
+from tasks import claims, ledger
 from tasks import work as workloads
 from tasks.app import make_app
 
@@ -32,3 +32,13 @@ def sleep(seconds: float = 0.1) -> dict[str, float]:
 def noop() -> None:
     return workloads.noop()
 
+
+
+@app.task(name="tasks.bump")
+def bump() -> dict[str, int]:
+    return claims.bump()
+
+
+@app.task(name="tasks.crash_once")
+def crash_once(marker: str) -> str:
+    return claims.crash_once(marker)

@@ -1,0 +1,97 @@
+"""Claim 1 without a queue: the article's own patterns, timed on the same `square` work.
+
+`threading.Thread`, `ThreadPoolExecutor`, `multiprocessing.Process` and
+`ProcessPoolExecutor` each run the same number of `square` calls with 1, 2, 4...
+workers. Threads stay at about one core whatever their number (the GIL);
+processes scale to the core count. Comparing with the queue's throughput for the
+same work gives the queue's own overhead per task.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import statistics
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+from tasks.work import square
+
+PATTERNS = ("threading.Thread", "ThreadPoolExecutor", "multiprocessing.Process", "ProcessPoolExecutor")
+
+
+@dataclass(frozen=True)
+class InProcessResult:
+    pattern: str
+    workers: int
+    tasks: int
+    throughput_per_s: float
+    throughput_min: float
+    throughput_max: float
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _run_slice(count: int, work: int) -> None:
+    for i in range(count):
+        square(i, work)
+
+
+def _split(tasks: int, workers: int) -> list[int]:
+    return [tasks // workers + (1 if i < tasks % workers else 0) for i in range(workers)]
+
+
+def with_threads(tasks: int, workers: int, work: int) -> None:
+    threads = [threading.Thread(target=_run_slice, args=(n, work)) for n in _split(tasks, workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def with_thread_pool(tasks: int, workers: int, work: int) -> None:
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(square, range(tasks), [work] * tasks))
+
+
+def with_processes(tasks: int, workers: int, work: int) -> None:
+    context = multiprocessing.get_context("fork")
+    processes = [context.Process(target=_run_slice, args=(n, work)) for n in _split(tasks, workers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+
+
+def with_process_pool(tasks: int, workers: int, work: int) -> None:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        list(pool.map(square, range(tasks), [work] * tasks, chunksize=max(1, tasks // (workers * 4))))
+
+
+RUNNERS: dict[str, Callable[[int, int, int], None]] = {
+    "threading.Thread": with_threads,
+    "ThreadPoolExecutor": with_thread_pool,
+    "multiprocessing.Process": with_processes,
+    "ProcessPoolExecutor": with_process_pool,
+}
+
+
+def measure(pattern: str, workers: int, tasks: int, work: int, repetitions: int = 3) -> InProcessResult:
+    """Wall-clock throughput of `tasks` square calls, median and range over repetitions.
+
+    Process start-up is inside the timing on purpose: it is part of what using
+    processes costs.
+    """
+    rates = []
+    for _ in range(repetitions):
+        started = time.perf_counter()
+        RUNNERS[pattern](tasks, workers, work)
+        rates.append(tasks / (time.perf_counter() - started))
+    return InProcessResult(pattern, workers, tasks, statistics.median(rates), min(rates), max(rates))
+
+
+def sweep(workers: Sequence[int], tasks: int, work: int, repetitions: int = 3) -> list[InProcessResult]:
+    return [measure(pattern, n, tasks, work, repetitions) for pattern in PATTERNS for n in workers]
