@@ -117,8 +117,8 @@ class RunLedger:
         completed = counts.get("SUCCESS", 0)
         duplicated = self.duplicated()
         failed = sum(counts.values()) - completed
-        in_broker = pending_in_broker(self.client, queues)
         unique_ended = sum(counts.values()) - duplicated_extra(self.client, self.run_id)
+        in_broker = pending_in_broker(self.client, queues) if unique_ended < sent else 0
         lost = max(0, sent - unique_ended - in_broker)
         return Accounting(sent, completed, failed, duplicated, in_broker, lost)
 

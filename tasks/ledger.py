@@ -15,7 +15,6 @@ instrumentation: a run may turn them off (`timing=False`) to measure their cost.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from typing import Any
 
@@ -26,7 +25,7 @@ from config.constants import LEDGER_PREFIX, RUN_HEADER, SENT_HEADER
 
 TIMING_HEADER = "lab_timing"
 _started: dict[str, float] = {}
-_local = threading.local()
+_clients: dict[int, redis.Redis] = {}
 
 
 def key(run_id: str, part: str) -> str:
@@ -42,12 +41,11 @@ def install(app: Celery) -> None:
     """Connect the ledger to the worker's task signals (no I/O happens here)."""
 
     def client() -> redis.Redis:
-        cached = getattr(_local, "client", None)
-        if cached is None or cached[0] != os.getpid():
-            url = app.conf.lab_settings.require_broker()
-            cached = (os.getpid(), redis.Redis.from_url(url, socket_timeout=10))
-            _local.client = cached
-        return cached[1]
+        """One pooled, thread-safe client per process (prefork children get their own)."""
+        pid = os.getpid()
+        if pid not in _clients:
+            _clients[pid] = redis.Redis.from_url(app.conf.lab_settings.require_broker(), socket_timeout=10)
+        return _clients[pid]
 
     @signals.task_prerun.connect(weak=False)
     def remember_start(task_id: str, **_: Any) -> None:
