@@ -4,8 +4,8 @@ from typing import Final
 
 POOLS: Final = ("threads", "prefork", "gevent", "eventlet", "solo")
 DEFAULT_POOLS: Final = ("threads", "prefork")
-WORKLOADS: Final = ("square", "sleep")
-TASK_NAMES: Final = {"square": "tasks.square", "sleep": "tasks.sleep"}
+WORKLOADS: Final = ("square", "sleep", "noop")
+TASK_NAMES: Final = {"square": "tasks.square", "sleep": "tasks.sleep", "noop": "tasks.noop"}
 
 ENV_PREFIX: Final = "LAB_"
 LEDGER_PREFIX: Final = "lab:run:"

@@ -75,6 +75,8 @@ class SendPlan:
     def task_arguments(self, index: int) -> tuple[list[Any], dict[str, Any]]:
         if self.workload == "square":
             return [index], {"work": self.work}
+        if self.workload == "noop":
+            return [], {}
         return [], {"seconds": self.seconds}
 
 
