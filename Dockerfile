@@ -22,7 +22,7 @@ COPY . /tmp/build
 RUN pip install --quiet --no-deps /tmp/build && rm -rf /tmp/build
 
 # Not root: a task that misbehaves cannot touch the image or the host's files.
-RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/lab --shell /usr/sbin/nologin lab
+RUN useradd --uid 10001 --user-group --create-home --home-dir /home/lab --shell /usr/sbin/nologin lab
 USER lab
 WORKDIR /home/lab
 
