@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
 
 from config import Settings, SettingsError
 from config.constants import EXIT_FAILURE, EXIT_USAGE, MAX_TASKS_PER_RUN
+from experiments.spec import SpecError
 from producer.publish import PlanError, SendPlan, parse_pools
 from producer.run import run, summary_table
 from tasks.connections import BrokerUnreachable
@@ -46,6 +48,25 @@ def send(workload: str, count: int, pools: str, work: int | None, seconds: float
         sys.exit(EXIT_FAILURE)
 
 
+@cli.group()
+def experiment() -> None:
+    """Load experiments: pools x concurrency x workloads, measured, with a report."""
+
+
+@experiment.command("run")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--attach", is_flag=True, help="Measure the running stack's workers instead of starting them.")
+@click.option("--resume", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Continue an interrupted run in this results directory, skipping finished cells.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("results"),
+              help="Base directory for results/<experiment>/<timestamp>/.")
+def experiment_run(file: Path, attach: bool, resume: Path | None, out: Path) -> None:
+    """Run the experiment FILE (e.g. config/experiments/quick.toml) and write its report."""
+    from experiments.entry import run_file
+
+    sys.exit(run_file(Settings.from_env(), file, attach, resume, out, Console()))
+
+
 def main() -> None:
     """Run the CLI, turning every expected error into one line on stderr and exit code 2."""
     try:
@@ -55,6 +76,6 @@ def main() -> None:
     except click.ClickException as exc:
         click.echo(f"producer: error: {exc.format_message()}", err=True)
         sys.exit(EXIT_USAGE)
-    except (SettingsError, PlanError, BrokerUnreachable) as exc:
+    except (SettingsError, PlanError, BrokerUnreachable, SpecError) as exc:
         click.echo(f"producer: error: {exc}", err=True)
         sys.exit(EXIT_USAGE)

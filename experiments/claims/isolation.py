@@ -1,0 +1,111 @@
+"""Claim 6: threads share memory, processes do not; a crash takes down what shares it.
+
+Two small experiments on real workers:
+
+* `shared_state`: `tasks.bump` appends to a module-level list. On threads every
+  task sees the one list (one pid, counts up to N); on prefork each child counts
+  on its own copy.
+* `crash_loss`: `tasks.crash_once` calls `os._exit` in the middle of a run of
+  sleep tasks. Prefork loses one child (the parent replaces it); threads lose the
+  whole worker and everything it had taken from the queue. With `acks_late` those
+  messages come back after the visibility timeout (0 lost after a restart);
+  with early acks they are gone, and we count them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from config import Settings
+from producer.publish import SendPlan, publish
+from producer.tracking import RunLedger
+from stack.processes import wait_until
+from stack.workers import Worker
+from tasks import connections, ledger
+from tasks.app import make_app
+
+CRASH_VISIBILITY_TIMEOUT = 5
+
+
+@dataclass(frozen=True)
+class SharedState:
+    pool: str
+    tasks: int
+    processes_seen: int
+    largest_count_seen: int
+
+    @property
+    def shared(self) -> bool:
+        """One list for all tasks: one process, and the count reached every task."""
+        return self.processes_seen == 1 and self.largest_count_seen == self.tasks
+
+
+def shared_state(settings: Settings, run_dir: Path, pool: str, concurrency: int = 4,
+                 tasks: int = 40) -> SharedState:
+    worker = Worker(settings, pool, concurrency, run_dir / f"shared-{pool}.log").start()
+    app = make_app(settings)
+    try:
+        pending = [app.send_task("tasks.bump", queue=settings.queue_for(pool)) for _ in range(tasks)]
+        values = [result.get(timeout=60) for result in pending]
+    finally:
+        app.close()
+        worker.stop()
+    return SharedState(pool, tasks, len({v["pid"] for v in values}), max(v["seen"] for v in values))
+
+
+@dataclass(frozen=True)
+class CrashLoss:
+    pool: str
+    acks_late: bool
+    tasks: int
+    completed: int
+    lost: int
+    worker_died: bool
+    seconds_to_recover: float
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def crash_loss(settings: Settings, run_dir: Path, pool: str, acks_late: bool, concurrency: int = 4,
+               tasks: int = 40, seconds: float = 0.2) -> CrashLoss:
+    """Crash the interpreter mid-run; restart the worker if it died; count what never finished."""
+    s = settings.replace(acks_late=acks_late, visibility_timeout=CRASH_VISIBILITY_TIMEOUT, results=False)
+    log = run_dir / f"crash-{pool}-{'late' if acks_late else 'early'}.log"
+    marker = run_dir / f"crash-{pool}-{acks_late}.marker"
+    marker.unlink(missing_ok=True)
+    worker = Worker(s, pool, concurrency, log).start()
+    first = SendPlan("sleep", tasks // 4, (pool,), seconds=seconds)
+    rest = SendPlan("sleep", tasks - first.count, (pool,), seconds=seconds, run_id=first.run_id)
+    app = make_app(s)
+    try:
+        publish(app, s, first)
+        app.send_task("tasks.crash_once", args=[str(marker)], queue=s.queue_for(pool),
+                      headers=ledger.run_headers(first.run_id, timing=False))
+        publish(app, s, rest)
+    finally:
+        app.close()
+    started = time.monotonic()
+    wait_until(marker.exists, 60, "the crash task to run")
+    died = _wait_for_exit(worker, 5.0)
+    if died:
+        worker = Worker(s, pool, concurrency, log).start()
+    run = RunLedger(connections.client(s.require_broker()), first.run_id)
+    run.wait(tasks + 1, timeout=CRASH_VISIBILITY_TIMEOUT * 3 + tasks * seconds)
+    recovered = time.monotonic() - started
+    worker.stop()
+    accounting = run.account(tasks + 1, [s.queue_for(pool)])
+    return CrashLoss(pool, acks_late, tasks, accounting.completed, accounting.lost, died, recovered)
+
+
+def _wait_for_exit(worker: Worker, timeout: float) -> bool:
+    process = worker.process
+    assert process is not None
+    try:
+        wait_until(lambda: process.poll() is not None, timeout, "worker exit")
+    except TimeoutError:
+        return False
+    worker.process = None
+    return True

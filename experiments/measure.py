@@ -1,0 +1,205 @@
+"""One cell's measurement: for each repetition, feed the queue, wait for the drain, account.
+
+Throughput is the drain rate from the ledger's timestamps (first task started to
+last task finished), so worker start-up and the producer's speed stay out of it.
+With the timing instrumentation off only counts exist, so the wall-clock rate
+(resume to the poll that saw the last task end) is kept for every repetition too:
+the harness-overhead comparison uses it on both sides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from config import Settings
+from experiments import redis_stats, targets
+from experiments.flower_check import FlowerCheck
+from experiments.spec import Cell
+from producer.publish import SendPlan, publish
+from producer.tracking import Accounting, RunLedger, Timings, pending_in_broker
+from tasks.app import make_app
+
+POLL_S = 0.02
+DRAIN_EVERY_S = 1.0
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Context:
+    """What every cell of a run shares."""
+
+    settings: Settings
+    client: redis.Redis
+    log_dir: Path
+    ideal: Callable[[Cell, int], float | None]
+    attach: bool = False
+    flower: FlowerCheck | None = None
+    on_progress: Progress | None = None
+
+
+@dataclass
+class Repetition:
+    accounting: Accounting
+    timings: Timings
+    drain_per_s: float
+    wall_per_s: float
+    cpu_cores: float | None
+    memory_mb: float | None
+    calls: dict[str, int]
+    flower: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CellRun:
+    cell: Cell
+    target: targets.Target
+    ideal_per_s: float | None
+    rate_per_s: float | None
+    repetitions: list[Repetition]
+
+
+def measure_cell(ctx: Context, cell: Cell) -> CellRun:
+    """Start (or attach to) the cell's worker, run every repetition, stop the worker."""
+    settings = ctx.settings.replace(**cell.setting_overrides) if cell.overrides else ctx.settings
+    purge(ctx.client, settings.queue_for(cell.pool))
+    with worker_for(ctx, cell, settings) as target:
+        ideal = ctx.ideal(cell, target.concurrency)
+        rate = _arrival_rate(cell, ideal)
+        reps = [run_repetition(ctx, cell, settings, target, rate) for _ in range(cell.repetitions)]
+    return CellRun(cell, target, _capped(ideal, rate), rate, reps)
+
+
+def worker_for(ctx: Context, cell: Cell, settings: Settings) -> contextlib.AbstractContextManager[targets.Target]:
+    if ctx.attach:
+        return targets.attached(settings, cell.pool)
+    log = ctx.log_dir / f"worker-{cell.id}.log"
+    return targets.started(settings, cell.pool, cell.concurrency, cell.worker_args, log)
+
+
+def run_repetition(ctx: Context, cell: Cell, settings: Settings, target: targets.Target,
+                   rate: float | None = None, between: Callable[[], None] | None = None) -> Repetition:
+    """Send the cell's tasks, wait until all ended (or the run stalls), and account for every one.
+
+    `between` runs after a prefilled queue is filled and before the worker resumes
+    (the accounting tests use it to lose a message on purpose).
+    """
+    plan = plan_for(cell, target.pool, rate)
+    ledger = RunLedger(ctx.client, plan.run_id)
+    queue = settings.queue_for(target.pool)
+    calls_before = redis_stats.command_calls(ctx.client)
+    cpu_before = target.cpu_seconds()
+    flower_before = ctx.flower.succeeded(target.name) if ctx.flower else None
+    with _producer(settings) as send:
+        if cell.arrival.mode == "prefill":
+            target.pause()
+            send(plan)
+            if between:
+                between()
+            target.resume()
+            started = time.monotonic()
+        else:
+            started = time.monotonic()
+            send(plan)
+    ended = wait_for_end(ledger, plan.total, [queue], ctx.on_progress)
+    cpu_after = target.cpu_seconds()
+    calls = redis_stats.delta(calls_before, redis_stats.command_calls(ctx.client))
+    ledger.drain_timings()
+    accounting = ledger.account(plan.total, [queue])
+    rep = Repetition(
+        accounting=accounting,
+        timings=ledger.timings,
+        drain_per_s=ledger.timings.drain_rate(),
+        wall_per_s=accounting.completed / (ended - started) if ended > started else math.nan,
+        cpu_cores=_cores(cpu_before, cpu_after, ledger.timings, ended - started),
+        memory_mb=target.memory_mb(),
+        calls=calls,
+    )
+    if ctx.flower and flower_before is not None:
+        rep.flower = ctx.flower.compare(target.name, flower_before, accounting.completed)
+    ledger.delete()
+    return rep
+
+
+def plan_for(cell: Cell, pool: str, rate: float | None) -> SendPlan:
+    return SendPlan(cell.workload, cell.tasks, (pool,), rate=rate, timing=cell.timing, **cell.param)
+
+
+@contextlib.contextmanager
+def _producer(settings: Settings) -> Iterator[Callable[[SendPlan], None]]:
+    """The lab's producer path (kombu `Producer.batch()`), one app per repetition."""
+    app = make_app(settings)
+
+    def send(plan: SendPlan) -> None:
+        publish(app, settings, plan)
+
+    try:
+        yield send
+    finally:
+        app.close()
+
+
+def wait_for_end(ledger: RunLedger, expected: int, queues: list[str], on_progress: Progress | None = None,
+                 stall_s: float = 10.0, timeout_s: float = 3600.0) -> float:
+    """Poll until `expected` tasks ended; give up early once nothing moves and nothing is pending.
+
+    Returns the monotonic time at which the last poll saw the run complete (or gave up).
+    Timing lines are folded into histograms as they arrive, so memory stays bounded.
+    """
+    started = last_move = last_drain = time.monotonic()
+    seen = -1
+    while True:
+        now = time.monotonic()
+        done = ledger.finished()
+        if done != seen:
+            seen, last_move = done, now
+            if on_progress:
+                on_progress(done, expected)
+        if done >= expected:
+            return now
+        if now - last_drain > DRAIN_EVERY_S:
+            ledger.drain_timings()
+            last_drain = now
+        stalled = now - last_move > stall_s and pending_in_broker(ledger.client, queues) == 0
+        if stalled or now - started > timeout_s:
+            return now
+        time.sleep(POLL_S)
+
+
+def purge(client: redis.Redis, queue: str) -> None:
+    """Empty a queue left over by an interrupted run, so it cannot pollute the next cell."""
+    client.delete(queue)
+
+
+def _arrival_rate(cell: Cell, ideal: float | None) -> float | None:
+    if cell.arrival.mode != "rate":
+        return None
+    if cell.arrival.rate:
+        return cell.arrival.rate
+    if not ideal or not cell.arrival.load:
+        raise ValueError(f"cell {cell.id}: load needs a workload with an ideal throughput")
+    return cell.arrival.load * ideal
+
+
+def _capped(ideal: float | None, rate: float | None) -> float | None:
+    """At a fixed arrival rate the best possible throughput is that rate."""
+    if ideal is None or rate is None:
+        return ideal
+    return min(ideal, rate)
+
+
+def _cores(before: float | None, after: float | None, timings: Timings, wall: float) -> float | None:
+    """Average cores the worker tree used while it drained the repetition."""
+    if before is None or after is None:
+        return None
+    span = timings.last_finished - timings.first_started if timings.count else wall
+    return (after - before) / span if span > 0 else None

@@ -1,0 +1,218 @@
+"""Run an experiment file: every cell, then the producer and Redis benchmarks, then the report.
+
+Everything lands in `results/<experiment>/<timestamp>/`: a copy of the file, one
+JSON per finished cell (`cells/`), worker logs, `results.json` and the report.
+An interrupted run resumes from that directory: finished cells are skipped,
+the embedded Redis starts empty, and the same file must be given again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from config import Settings
+from experiments import enqueue_bench, redis_stats
+from experiments.environment import describe, ideal_per_s, square_cpu_seconds
+from experiments.flower_check import FlowerCheck
+from experiments.measure import Context, measure_cell
+from experiments.progress import CellProgress
+from experiments.spec import Cell, Experiment, SpecError
+from experiments.summary import cell_result
+from stack.redis_server import RedisServer, free_port
+from stack.workers import Flower
+from tasks import connections
+
+SPEC_COPY = "experiment.toml"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def cells(self) -> Path:
+        return self.root / "cells"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def cell(self, cell: Cell) -> Path:
+        return self.cells / f"{cell.id}.json"
+
+    def part(self, name: str) -> Path:
+        return self.root / f"{name}.json"
+
+
+def new_run_dir(base: Path, experiment: Experiment) -> Path:
+    return base / experiment.name / time.strftime("%Y%m%d-%H%M%S")
+
+
+def check_resumable(run_dir: Path, experiment: Experiment) -> None:
+    """Refuse to resume a directory that another experiment file started."""
+    try:
+        previous = (run_dir / SPEC_COPY).read_text()
+    except OSError:
+        raise SpecError(f"{run_dir} is not an experiment run directory (no {SPEC_COPY})") from None
+    if previous != experiment.source:
+        raise SpecError(f"{run_dir} was started from a different experiment file; give the same file")
+
+
+def run_experiment(experiment: Experiment, settings: Settings, run_dir: Path, attach: bool = False,
+                   console: Console | None = None) -> dict[str, Any]:
+    """Measure every unfinished cell, then write results.json and the report; return the results."""
+    console = console or Console()
+    paths = RunPaths(run_dir)
+    for directory in (paths.root, paths.cells, paths.logs):
+        directory.mkdir(parents=True, exist_ok=True)
+    (run_dir / SPEC_COPY).write_text(experiment.source)
+    settings = _run_settings(experiment, settings, paths)
+    broker = "attached" if attach else "external" if settings.broker_url else "embedded"
+    with _broker(settings, paths, attach) as settings, _flower(experiment, settings, paths, attach) as flower:
+        client = connections.client(settings.require_broker(), timeout=30)
+        try:
+            environment = _cached(paths.part("environment"), lambda: _environment(experiment, settings, client, broker))
+            ctx = Context(settings, client, paths.logs, _ideal_from(environment), attach,
+                          FlowerCheck(flower) if flower else None)
+            _run_cells(experiment, ctx, paths, console)
+            if experiment.enqueue:
+                bench = experiment.enqueue
+                _cached(paths.part("enqueue"), lambda: enqueue_bench.run(settings, client, bench))
+            if experiment.redis_benchmark:
+                _cached(paths.part("redis_server"), lambda: redis_stats.server_ops_per_s(settings.require_broker()))
+        finally:
+            client.close()
+    results = assemble(experiment, paths)
+    paths.part("results").write_text(json.dumps(results, indent=2) + "\n")
+    from report.build import write_report
+
+    report = write_report(results, run_dir)
+    console.print(f"wrote {paths.part('results')} and {report}")
+    return results
+
+
+def _run_cells(experiment: Experiment, ctx: Context, paths: RunPaths, console: Console) -> None:
+    todo = [cell for cell in experiment.cells if not paths.cell(cell).exists()]
+    if len(todo) < len(experiment.cells):
+        console.print(f"resuming: {len(experiment.cells) - len(todo)} of {len(experiment.cells)} cells already done")
+    ideal = ctx.ideal
+    with CellProgress(console, experiment.cells, todo, ideal) as progress:
+        ctx.on_progress = progress.tasks_done
+        for cell in todo:
+            progress.start(cell)
+            result = cell_result(measure_cell(ctx, cell))
+            _write_json(paths.cell(cell), result)
+            progress.finish(cell, result)
+
+
+def assemble(experiment: Experiment, paths: RunPaths) -> dict[str, Any]:
+    """results.json: environment, cells in file order, and the run-wide benchmarks."""
+    cells = [json.loads(paths.cell(cell).read_text()) for cell in experiment.cells if paths.cell(cell).exists()]
+    enqueue = _read(paths.part("enqueue"))
+    server = _read(paths.part("redis_server"))
+    return {
+        "experiment": {"name": experiment.name, "description": experiment.description,
+                       "digest": experiment.digest, "cells_planned": len(experiment.cells)},
+        "environment": _read(paths.part("environment")) or {},
+        "cells": cells,
+        "enqueue": enqueue,
+        "redis": _redis_ceiling(server, cells),
+    }  # fmt: skip
+
+
+def _redis_ceiling(server: dict[str, Any] | None, cells: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if not server:
+        return None
+    per_task = [c["redis"]["celery_commands_per_task"] for c in cells if c["redis"]["celery_commands_per_task"]]
+    if not per_task:
+        return {**server, "celery_commands_per_task": None, "ceiling_tasks_per_s": None}
+    worst = max(per_task)
+    return {**server, "celery_commands_per_task": worst,
+            "ceiling_tasks_per_s": round(redis_stats.ceiling(server["ops_per_s"], worst), 1)}
+
+
+def _run_settings(experiment: Experiment, settings: Settings, paths: RunPaths) -> Settings:
+    """The file's settings, a queue prefix of this run's own, state kept inside the run directory."""
+    meta = _cached(paths.part("run"), lambda: {"queue_prefix": f"x{int(time.time() * 1000) % 10**9:x}"})
+    return experiment.apply_settings(settings).replace(queue_prefix=meta["queue_prefix"],
+                                                       state_dir=paths.root / ".lab")
+
+
+@contextlib.contextmanager
+def _broker(settings: Settings, paths: RunPaths, attach: bool) -> Iterator[Settings]:
+    """The configured broker, or a fresh embedded Redis private to this run."""
+    if settings.broker_url or attach:
+        settings.require_broker()
+        connections.check_broker(settings.require_broker())
+        yield settings
+        return
+    shutil.rmtree(paths.root / "redis", ignore_errors=True)  # a resumed run starts from an empty server
+    with RedisServer(paths.root / "redis") as server:
+        yield settings.replace(broker_url=server.url)
+
+
+@contextlib.contextmanager
+def _flower(experiment: Experiment, settings: Settings, paths: RunPaths, attach: bool) -> Iterator[Flower | None]:
+    if not experiment.flower:
+        yield None
+        return
+    flower = Flower(settings if attach else settings.replace(flower_port=free_port()), paths.logs / "flower.log")
+    if attach:
+        if not flower.healthy():
+            raise SpecError(f"experiment asks for Flower but none answers at {settings.flower_url}")
+        yield flower
+        return
+    try:
+        yield flower.start()
+    finally:
+        flower.stop()
+
+
+def _environment(experiment: Experiment, settings: Settings, client: Any, broker: str) -> dict[str, Any]:
+    env = describe(settings, client)
+    works = sorted({int(c.param["work"]) for c in experiment.cells if c.workload == "square"})
+    env["square_task_cpu_s"] = {str(work): square_cpu_seconds(work) for work in works}
+    env.update({"loglevel": settings.loglevel, "visibility_timeout": settings.visibility_timeout,
+                "flower": experiment.flower, "broker": broker, "enqueue_method": enqueue_bench.USED_BY_RUNNER})
+    return env
+
+
+def _ideal_from(environment: dict[str, Any]) -> Callable[[Cell, int], float | None]:
+    cpu = environment["square_task_cpu_s"]
+
+    def ideal(cell: Cell, concurrency: int) -> float | None:
+        if cell.workload == "square":
+            return ideal_per_s("square", concurrency, task_cpu_s=cpu[str(cell.param["work"])])
+        if cell.workload == "sleep":
+            return ideal_per_s("sleep", concurrency, seconds=cell.param["seconds"])
+        return None
+
+    return ideal
+
+
+def _cached(path: Path, compute: Any) -> Any:
+    """Compute once per run directory (a resumed run reuses what was measured)."""
+    if path.exists():
+        return json.loads(path.read_text())
+    value = compute()
+    _write_json(path, value)
+    return value
+
+
+def _read(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    tmp.replace(path)

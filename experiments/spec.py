@@ -1,0 +1,282 @@
+"""An experiment file (TOML) read into frozen cells, checked whole before anything runs.
+
+A file names the experiment and lists blocks of cells; each block is expanded
+over its pools and concurrency levels. A cell is everything one measurement
+needs: pool, concurrency, workload and its parameters, task count, repetitions,
+arrival mode, whether the timing instrumentation is on, and the worker's extra
+command-line arguments and settings overrides. See docs/experiments.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from config import Settings
+from config.constants import DEFAULT_SQUARE_WORK, MAX_TASKS_PER_RUN, POOLS, TASK_NAMES
+
+ARRIVALS = ("prefill", "burst", "rate")
+PARAMS: dict[str, dict[str, type]] = {"square": {"work": int}, "sleep": {"seconds": float}, "noop": {}}
+PARAM_DEFAULTS: dict[str, dict[str, Any]] = {"square": {"work": DEFAULT_SQUARE_WORK}, "sleep": {"seconds": 0.1},
+                                             "noop": {}}
+OVERRIDABLE = ("prefetch_multiplier", "acks_late", "events", "results", "visibility_timeout", "loglevel")
+TOP_KEYS = {"name", "description", "repetitions", "flower", "settings", "cells", "enqueue", "redis_benchmark"}
+CELL_KEYS = {"label", "pools", "concurrency", "workload", "params", "tasks", "rounds", "repetitions",
+             "arrival", "rate", "load", "timing", "worker_args", "settings"}  # fmt: skip
+
+
+class SpecError(ValueError):
+    """The experiment file cannot be run; the message is one line naming the place."""
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """How tasks reach the queue: all before consuming, all at once while consuming, or at a rate."""
+
+    mode: str = "prefill"
+    rate: float | None = None  # tasks per second
+    load: float | None = None  # fraction of the cell's ideal throughput
+
+    def describe(self) -> str:
+        if self.mode != "rate":
+            return self.mode
+        return f"rate {self.rate:g}/s" if self.rate else f"rate {self.load:.0%} of ideal"
+
+
+@dataclass(frozen=True)
+class Cell:
+    index: int
+    label: str
+    pool: str
+    concurrency: int
+    workload: str
+    params: tuple[tuple[str, Any], ...]
+    tasks: int
+    repetitions: int
+    arrival: Arrival = Arrival()
+    timing: bool = True
+    worker_args: tuple[str, ...] = ()
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def id(self) -> str:
+        suffix = "" if self.timing else "-notiming"
+        return f"{self.index:02d}-{self.label}-{self.workload}-{self.pool}-c{self.concurrency}{suffix}"
+
+    @property
+    def param(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    @property
+    def setting_overrides(self) -> dict[str, Any]:
+        return dict(self.overrides)
+
+    def title(self) -> str:
+        params = ", ".join(f"{k}={v}" for k, v in self.params)
+        return f"{self.workload}({params}) on {self.pool} c={self.concurrency}, {self.arrival.describe()}"
+
+
+@dataclass(frozen=True)
+class EnqueueBench:
+    tasks: int = 3000
+    processes: int = 2
+    repetitions: int = 3
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    description: str
+    cells: tuple[Cell, ...]
+    flower: bool = False
+    settings: tuple[tuple[str, Any], ...] = ()
+    enqueue: EnqueueBench | None = EnqueueBench()
+    redis_benchmark: bool = True
+    source: str = ""
+    digest: str = ""
+
+    def apply_settings(self, settings: Settings) -> Settings:
+        """The run's base settings: the file's `[settings]`, and task events on when Flower watches."""
+        changes = dict(self.settings)
+        if self.flower:
+            changes["events"] = True
+        return settings.replace(**changes) if changes else settings
+
+
+def load(path: Path) -> Experiment:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"cannot read experiment file {path}: {exc.strerror}") from None
+    return parse(text, default_name=path.stem)
+
+
+def parse(text: str, default_name: str = "experiment") -> Experiment:
+    """Parse and validate the whole file; raise SpecError on the first problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"experiment file is not valid TOML: {exc}") from None
+    _no_unknown(data, TOP_KEYS, "experiment")
+    name = _name(data.get("name", default_name))
+    repetitions = _int(data.get("repetitions", 3), "repetitions", 1, 100)
+    blocks = data.get("cells")
+    if not isinstance(blocks, list) or not blocks:
+        raise SpecError("experiment has no [[cells]] blocks")
+    cells: list[Cell] = []
+    for number, block in enumerate(blocks, 1):
+        cells.extend(_expand(block, number, repetitions, start=len(cells)))
+    return Experiment(
+        name=name,
+        description=str(data.get("description", "")),
+        cells=tuple(cells),
+        flower=_bool(data.get("flower", False), "flower"),
+        settings=tuple(sorted(_overrides(data.get("settings", {}), "[settings]").items())),
+        enqueue=_enqueue(data.get("enqueue", {})),
+        redis_benchmark=_bool(data.get("redis_benchmark", True), "redis_benchmark"),
+        source=text,
+        digest=hashlib.sha256(text.encode()).hexdigest()[:16],
+    )
+
+
+def _expand(block: object, number: int, repetitions: int, start: int) -> list[Cell]:
+    where = f"[[cells]] block {number}"
+    if not isinstance(block, dict):
+        raise SpecError(f"{where} must be a table")
+    _no_unknown(block, CELL_KEYS, where)
+    workload = block.get("workload")
+    if workload not in TASK_NAMES:
+        raise SpecError(f"{where}: workload must be one of {', '.join(TASK_NAMES)}, got {workload!r}")
+    pools = _list(block.get("pools"), f"{where}: pools")
+    for pool in pools:
+        if pool not in POOLS:
+            raise SpecError(f"{where}: unknown pool {pool!r}; expected one of {', '.join(POOLS)}")
+    what = f"{where}: concurrency"
+    levels = [_int(c, what, 1, 10_000) for c in _list(block.get("concurrency"), what)]
+    common = {
+        "label": _name(block.get("label", f"b{number}")),
+        "workload": workload,
+        "params": _params(workload, block.get("params", {}), where),
+        "repetitions": _int(block.get("repetitions", repetitions), f"{where}: repetitions", 1, 100),
+        "arrival": _arrival(block, where),
+        "timing": _bool(block.get("timing", True), f"{where}: timing"),
+        "worker_args": tuple(str(a) for a in _list(block.get("worker_args", []), f"{where}: worker_args", empty=True)),
+        "overrides": tuple(sorted(_overrides(block.get("settings", {}), f"{where}: settings").items())),
+    }
+    cells: list[Cell] = []
+    for pool in pools:
+        for concurrency in levels:
+            tasks = _tasks(block, concurrency, where)
+            cells.append(Cell(index=start + len(cells) + 1, pool=pool, concurrency=concurrency, tasks=tasks, **common))
+    return cells
+
+
+def _tasks(block: Mapping[str, Any], concurrency: int, where: str) -> int:
+    """`tasks` is a fixed count; `rounds` scales with concurrency so every slot works that many times."""
+    if ("tasks" in block) == ("rounds" in block):
+        raise SpecError(f"{where}: give exactly one of tasks or rounds")
+    if "tasks" in block:
+        return _int(block["tasks"], f"{where}: tasks", 1, MAX_TASKS_PER_RUN)
+    return _int(block["rounds"], f"{where}: rounds", 1, MAX_TASKS_PER_RUN) * concurrency
+
+
+def _arrival(block: Mapping[str, Any], where: str) -> Arrival:
+    mode = block.get("arrival", "prefill")
+    if mode not in ARRIVALS:
+        raise SpecError(f"{where}: arrival must be one of {', '.join(ARRIVALS)}, got {mode!r}")
+    rate, load_ = block.get("rate"), block.get("load")
+    if mode != "rate":
+        if rate is not None or load_ is not None:
+            raise SpecError(f"{where}: rate/load only apply to arrival = \"rate\"")
+        return Arrival(mode)
+    if (rate is None) == (load_ is None):
+        raise SpecError(f"{where}: arrival \"rate\" needs exactly one of rate (tasks/s) or load (fraction of ideal)")
+    if rate is not None:
+        return Arrival(mode, rate=_number(rate, f"{where}: rate", 0.01, 1_000_000))
+    return Arrival(mode, load=_number(load_, f"{where}: load", 0.01, 10))
+
+
+def _params(workload: str, raw: Any, where: str) -> tuple[tuple[str, Any], ...]:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: params must be a table")
+    allowed = PARAMS[workload]
+    _no_unknown(raw, set(allowed), f"{where}: params of {workload}")
+    values: dict[str, Any] = dict(PARAM_DEFAULTS[workload])
+    for key, kind in allowed.items():
+        if key in raw:
+            if kind is int:
+                values[key] = _int(raw[key], f"{where}: {key}", 0, 100_000_000)
+            else:
+                values[key] = _number(raw[key], f"{where}: {key}", 0, 3600)
+    return tuple(sorted(values.items()))
+
+
+def _overrides(raw: object, where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where} must be a table")
+    _no_unknown(raw, set(OVERRIDABLE), where)
+    defaults = Settings()
+    for key, value in raw.items():
+        expected = type(getattr(defaults, key))
+        if type(value) is not expected:
+            raise SpecError(f"{where}: {key} must be {expected.__name__}, got {value!r}")
+    try:
+        defaults.replace(**raw)
+    except ValueError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+    return dict(raw)
+
+
+def _enqueue(raw: object) -> EnqueueBench | None:
+    if raw is False:
+        return None
+    if not isinstance(raw, dict):
+        raise SpecError("[enqueue] must be a table or false")
+    _no_unknown(raw, {"tasks", "processes", "repetitions"}, "[enqueue]")
+    return EnqueueBench(
+        tasks=_int(raw.get("tasks", 3000), "[enqueue] tasks", 10, 1_000_000),
+        processes=_int(raw.get("processes", 2), "[enqueue] processes", 2, 64),
+        repetitions=_int(raw.get("repetitions", 3), "[enqueue] repetitions", 1, 20),
+    )
+
+
+def _no_unknown(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise SpecError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed)) or 'none'}")
+
+
+def _list(value: object, what: str, empty: bool = False) -> list[Any]:
+    items = value if isinstance(value, list) else [value] if value is not None else []
+    if not items and not empty:
+        raise SpecError(f"{what} must be a non-empty list")
+    return items
+
+
+def _int(value: object, what: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SpecError(f"{what} must be an integer between {low} and {high}, got {value!r}")
+    return value
+
+
+def _number(value: object, what: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise SpecError(f"{what} must be a number between {low:g} and {high:g}, got {value!r}")
+    return float(value)
+
+
+def _bool(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(f"{what} must be true or false, got {value!r}")
+    return value
+
+
+def _name(value: object) -> str:
+    text = str(value)
+    if not text or not text.replace("-", "").replace("_", "").isalnum():
+        raise SpecError(f"name/label {text!r} must be letters, digits, - or _")
+    return text

@@ -1,0 +1,118 @@
+"""A measured cell as one JSON object: the `results.json` schema, plus the detail behind it.
+
+Repetitions are reduced to median and min–max (`Spread`); latency histograms of
+all repetitions are merged before taking percentiles, so p99 is over every task
+of the cell, in bounded memory.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+from experiments import redis_stats
+from experiments.measure import CellRun, Repetition
+from producer.stats import Histogram, Spread
+from producer.tracking import Timings
+
+
+def cell_result(run: CellRun) -> dict[str, Any]:
+    cell, reps = run.cell, run.repetitions
+    throughput = Spread.of([_throughput(rep) for rep in reps])
+    wall = Spread.of([rep.wall_per_s for rep in reps])
+    timings = merged(rep.timings for rep in reps)
+    sums = {key: sum(getattr(rep.accounting, key) for rep in reps)
+            for key in ("sent", "completed", "failed", "queued", "lost", "duplicated")}  # fmt: skip
+    result: dict[str, Any] = {
+        "id": cell.id,
+        "label": cell.label,
+        "pool": cell.pool,
+        "workload": cell.workload,
+        "concurrency": run.target.concurrency,
+        "tasks": cell.tasks,
+        "repetitions": len(reps),
+        **sums,
+        "throughput_per_s": _round(throughput.median),
+        "throughput_min": _round(throughput.low),
+        "throughput_max": _round(throughput.high),
+        "ideal_per_s": _round(run.ideal_per_s),
+        "efficiency": _round(throughput.median / run.ideal_per_s if run.ideal_per_s else None, 4),
+        "worker_memory_mb": _round(_max(rep.memory_mb for rep in reps), 1),
+        "startup_s": _round(run.target.startup_s, 3),
+        **_percentiles(timings.end_to_end, ""),
+        "params": cell.param,
+        "arrival": cell.arrival.mode,
+        "arrival_rate_per_s": _round(run.rate_per_s),
+        "timing": cell.timing,
+        "worker_args": list(cell.worker_args),
+        "settings": cell.setting_overrides,
+        "attached": run.target.attached,
+        "wall_per_s": _round(wall.median),
+        "wall_min": _round(wall.low),
+        "wall_max": _round(wall.high),
+        "cpu_cores": _round(_median(rep.cpu_cores for rep in reps), 3),
+        "queue_wait": _percentiles(timings.queue_wait, None),
+        "run_time": _percentiles(timings.run_time, None),
+        "redis": _redis(reps),
+        "flower": _flower(reps),
+        "throughput_runs": [_round(_throughput(rep)) for rep in reps],
+    }
+    result["healthy"] = result["lost"] == 0 and result["duplicated"] == 0 and result["queued"] == 0
+    return result
+
+
+def merged(parts: Any) -> Timings:
+    total = Timings()
+    for part in parts:
+        total.queue_wait.merge(part.queue_wait)
+        total.run_time.merge(part.run_time)
+        total.end_to_end.merge(part.end_to_end)
+    return total
+
+
+def _throughput(rep: Repetition) -> float:
+    """The drain rate from timestamps; counts-only runs (timing off) fall back to the wall rate."""
+    return rep.drain_per_s if rep.timings.count and not math.isnan(rep.drain_per_s) else rep.wall_per_s
+
+
+def _percentiles(histogram: Histogram, prefix: str | None) -> dict[str, float | None]:
+    values = {name: _round(value, 6) for name, value in histogram.summary().items()}
+    return values if prefix is None else {f"{prefix}{name}": value for name, value in values.items()}
+
+
+def _redis(reps: list[Repetition]) -> dict[str, Any]:
+    calls: dict[str, int] = {}
+    for rep in reps:
+        for name, count in rep.calls.items():
+            calls[name] = calls.get(name, 0) + count
+    ended = sum(rep.accounting.completed + rep.accounting.failed for rep in reps)
+    per = redis_stats.per_task(calls, ended)
+    return {
+        "celery_commands_per_task": _round(per["celery"], 2),
+        "harness_commands_per_task": _round(per["harness"], 2),
+        "calls": dict(sorted(calls.items(), key=lambda item: -item[1])),
+    }
+
+
+def _flower(reps: list[Repetition]) -> dict[str, Any] | None:
+    checks = [rep.flower for rep in reps if rep.flower is not None]
+    if not checks:
+        return None
+    return {"checked": len(checks), "mismatches": sum(not c["match"] for c in checks), "runs": checks}
+
+
+def _median(values: Any) -> float | None:
+    items = [v for v in values if v is not None and not math.isnan(v)]
+    return statistics.median(items) if items else None
+
+
+def _max(values: Any) -> float | None:
+    items = [v for v in values if v is not None]
+    return max(items) if items else None
+
+
+def _round(value: float | None, digits: int = 2) -> float | None:
+    if value is None or math.isnan(value) or math.isinf(value):
+        return None
+    return round(value, digits)

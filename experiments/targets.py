@@ -1,0 +1,102 @@
+"""The worker a cell measures: one the runner starts with the exact pool and concurrency,
+or one already running (the compose stack, `lab up`) that the runner attaches to.
+
+Both are paused and resumed the same way (Celery's `cancel_consumer` / `add_consumer`
+remote control), which lets a queue be prefilled while the worker is alive and
+warm, so repetitions do not pay start-up again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from config import Settings
+from stack import processes
+from stack.workers import Worker
+from tasks.app import make_app
+
+
+class TargetError(RuntimeError):
+    """No worker to measure, or it did not obey a control command."""
+
+
+@dataclass
+class Target:
+    """A worker as the measurement sees it."""
+
+    settings: Settings
+    name: str
+    pool: str
+    concurrency: int
+    startup_s: float | None
+    pid: int | None
+    attached: bool = False
+
+    def memory_mb(self) -> float | None:
+        """USS of the worker and its children; None when the process is not visible here."""
+        return processes.tree_memory_mb(self.pid) if self.pid is not None and psutil.pid_exists(self.pid) else None
+
+    def cpu_seconds(self) -> float | None:
+        return processes.tree_cpu_seconds(self.pid) if self.pid is not None and psutil.pid_exists(self.pid) else None
+
+    def pause(self) -> None:
+        """Stop consuming the pool's queue (running tasks finish; nothing new is fetched)."""
+        self._control("cancel_consumer", "no longer consuming")
+
+    def resume(self) -> None:
+        self._control("add_consumer", "consum")
+
+    def _control(self, command: str, expected: str) -> None:
+        app = make_app(self.settings)
+        try:
+            method = getattr(app.control, command)
+            replies = method(self.settings.queue_for(self.pool), destination=[self.name], reply=True, timeout=5)
+        finally:
+            app.close()
+        answers = [reply.get(self.name, {}) for reply in replies or []]
+        if not any(expected in str(answer.get("ok", "")) for answer in answers):
+            raise TargetError(f"worker {self.name} did not confirm {command}: {answers or 'no reply'}")
+
+
+@contextlib.contextmanager
+def started(settings: Settings, pool: str, concurrency: int, extra: tuple[str, ...],
+            log_path: Path) -> Iterator[Target]:
+    """Start `lab worker POOL -c N`, yield it, and always stop it (warm shutdown)."""
+    worker = Worker(settings, pool, concurrency, log_path, extra)
+    try:
+        worker.start(timeout=120)
+        yield Target(settings, worker.name, pool, concurrency, worker.startup_s, worker.pid)
+    finally:
+        worker.stop(grace=30)
+
+
+@contextlib.contextmanager
+def attached(settings: Settings, pool: str) -> Iterator[Target]:
+    """Find a running worker for `pool`; its real concurrency is what gets measured."""
+    app = make_app(settings)
+    try:
+        stats = app.control.inspect(timeout=2).stats() or {}
+    finally:
+        app.close()
+    names = sorted(name for name in stats if name.startswith(f"{pool}@"))
+    if not names:
+        raise TargetError(f"no running {pool} worker answered; start the stack (make up) or drop --attach")
+    info = stats[names[0]]
+    concurrency = int(info.get("pool", {}).get("max-concurrency", 0)) or 1
+    yield Target(settings, names[0], pool, concurrency, None, _local_pid(info.get("pid")), attached=True)
+
+
+def _local_pid(pid: object) -> int | None:
+    """The worker's pid if it is a Celery process on this machine (not inside a container)."""
+    if not isinstance(pid, int):
+        return None
+    try:
+        command = " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return None
+    return pid if "celery" in command else None

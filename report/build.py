@@ -1,0 +1,23 @@
+"""Write report.md, report.html and plots/*.png next to a results.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from report import content, findings, html, markdown, plots
+
+
+def write_report(results: dict[str, Any], out: Path) -> Path:
+    """Render the whole report into `out`; return the path of report.md."""
+    made = plots.write_all(results["cells"], out / "plots", findings.headline(results))
+    blocks = content.blocks(results, made)
+    (out / "report.md").write_text(markdown.render(blocks))
+    (out / "report.html").write_text(html.render(blocks, f"Experiment {results['experiment']['name']}"))
+    return out / "report.md"
+
+
+def rebuild(run_dir: Path) -> Path:
+    """Re-render a finished run's report from its results.json (no measuring)."""
+    return write_report(json.loads((run_dir / "results.json").read_text()), run_dir)

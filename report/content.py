@@ -1,0 +1,168 @@
+"""What the report says, section by section, as blocks (see `report.document`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from report import findings
+from report.document import Block, Bullets, Heading, Image, Paragraph, Table
+
+WARN = "⚠"
+
+
+def blocks(results: dict[str, Any], plots: list[tuple[str, str]]) -> list[Block]:
+    cells = results["cells"]
+    experiment = results["experiment"]
+    out: list[Block] = [Heading(f"Experiment `{experiment['name']}`: threads or processes?", 1)]
+    if experiment.get("description"):
+        out.append(Paragraph(experiment["description"]))
+    out.append(Paragraph(f"**Verdict:** {findings.headline(results)}."))
+    out += _verdict_bullets(results)
+    out += [Image(f"plots/{name}", caption) for name, caption in plots[:1]]
+    out += [Heading("Summary"), _summary_table(cells), Paragraph(_legend(experiment, cells))]
+    out += [Image(f"plots/{name}", caption) for name, caption in plots[1:]]
+    out += _latency_section(cells) + _overhead_section(cells) + _producer_section(results)
+    out += _redis_section(results) + _flower_section(cells) + _environment_section(results["environment"])
+    return out
+
+
+def _verdict_bullets(results: dict[str, Any]) -> list[Block]:
+    cells, items = results["cells"], []
+    cpu = findings.cpu_verdict(cells, findings.cores(results))
+    if cpu:
+        items.append(f"CPU-bound `square` at concurrency {cpu['concurrency']}: prefork {cpu['prefork_per_s']:.1f}/s "
+                     f"({_pct(cpu['prefork_efficiency'])} of ideal) vs threads {cpu['threads_per_s']:.1f}/s "
+                     f"({_pct(cpu['threads_efficiency'])}): **{cpu['ratio']:.2f}x**"
+                     + (" (under the GIL one thread runs Python at a time)." if cpu["ratio"] > 1 else "."))
+    io = findings.io_verdict(cells)
+    if io:
+        memory = (f", with {_num(io['threads_memory_mb'])} MB against prefork's {_num(io['prefork_memory_mb'])} MB "
+                  f"at the same concurrency") if io["prefork_memory_mb"] else ""
+        items.append(f"I/O-bound `sleep`: threads reach {_pct(io['threads_efficiency'])} of ideal at concurrency "
+                     f"{io['concurrency']} (lowest {_pct(io['min_threads_efficiency'])} at {io['min_at']}){memory}.")
+    totals = findings.accounting(cells)
+    status = "every task accounted for" if not totals["unhealthy_cells"] else \
+        f"{WARN} {totals['unhealthy_cells']} cell(s) with lost, duplicated or unfinished tasks (marked {WARN})"
+    items.append(f"Accounting over all cells: sent {totals['sent']}, completed {totals['completed']}, failed "
+                 f"{totals['failed']}, lost {totals['lost']}, duplicated {totals['duplicated']}: {status}.")
+    return [Bullets(tuple(items))]
+
+
+SUMMARY_HEADERS = ("cell", "pool", "workload", "c", "arrival", "tasks×reps", "done", "lost", "dup",
+                   "tasks/s (min–max)", "ideal/s", "eff.", "mem MB", "start s", "cores", "p50 s", "p95 s", "p99 s")
+
+
+def _summary_table(cells: list[dict[str, Any]]) -> Table:
+    rows = []
+    for c in cells:
+        mark = "" if c.get("healthy", True) else f" {WARN}"
+        timing = "" if c["timing"] else " (timing off)"
+        rows.append((
+            f"{c['id']}{mark}", c["pool"], _workload(c) + timing, str(c["concurrency"]),
+            c["arrival"] + (f" {c['arrival_rate_per_s']:g}/s" if c.get("arrival_rate_per_s") else ""),
+            f"{c['tasks']}×{c['repetitions']}", str(c["completed"]), str(c["lost"]), str(c["duplicated"]),
+            f"{_num(c['throughput_per_s'])} ({_num(c['throughput_min'])}–{_num(c['throughput_max'])})",
+            _num(c["ideal_per_s"]), _pct(c["efficiency"]), _num(c["worker_memory_mb"]), _num(c["startup_s"], 2),
+            _num(c["cpu_cores"], 2), _num(c["p50_s"], 3), _num(c["p95_s"], 3), _num(c["p99_s"], 3),
+        ))  # fmt: skip
+    return Table(SUMMARY_HEADERS, tuple(rows))
+
+
+def _legend(experiment: dict[str, Any], cells: list[dict[str, Any]]) -> str:
+    partial = "" if len(cells) == experiment.get("cells_planned", len(cells)) else \
+        f" {WARN} Only {len(cells)} of {experiment['cells_planned']} cells were measured."
+    return ("tasks/s is the median over repetitions of the drain rate (first task started to last finished; "
+            "counts-only cells use the wall clock); ideal is concurrency / sleep seconds, or min(concurrency, cores) "
+            "/ the measured single-task CPU time; mem is the worker's USS (parent + children) after a repetition; "
+            "cores is the worker's CPU time over the drain time; p50–p99 are end to end (sent → finished)." + partial)
+
+
+def _latency_section(cells: list[dict[str, Any]]) -> list[Block]:
+    rows = tuple((c["id"], *(_num(c[part][q], 4) for part in ("queue_wait", "run_time") for q in ("p50_s", "p95_s",
+                 "p99_s"))) for c in cells if c["p50_s"] is not None)  # fmt: skip
+    headers = ("cell", "wait p50", "wait p95", "wait p99", "run p50", "run p95", "run p99")
+    note = Paragraph("Seconds, from the ledger's timestamps (sent, started, finished), kept in log-bucket histograms "
+                     "(about 1 % resolution, bounded memory). With a prefilled queue the wait is mostly the backlog.")
+    return [Heading("Latency: queue wait and run time"), note, Table(headers, rows)]
+
+
+def _overhead_section(cells: list[dict[str, Any]]) -> list[Block]:
+    pairs = findings.overheads(cells)
+    if not pairs:
+        return [Heading("Harness overhead"), Paragraph("Not measured: no cell has a twin with timing off.")]
+    rows = tuple((p["on"]["id"], _num(p["on"]["wall_per_s"]), _num(p["off"]["wall_per_s"]), f"{p['overhead']:+.1%}",
+                  "yes" if p["overhead"] <= 0.05 else f"{WARN} no") for p in pairs)
+    text = ("The same cell with the timing instrumentation on (ledger: counts, per-task id, timing line) and off "
+            "(counts only), compared by wall-clock rate (resume → last task seen ended). Goal: at most 5 %.")
+    return [Heading("Harness overhead"), Paragraph(text),
+            Table(("cell", "timing on /s", "timing off /s", "overhead", "≤ 5 %"), rows)]
+
+
+def _producer_section(results: dict[str, Any]) -> list[Block]:
+    enqueue = results.get("enqueue")
+    if not enqueue:
+        return []
+    rows = tuple((name + (" (used)" if name == enqueue["used"] else ""), _num(m["median_per_s"]),
+                  f"{_num(m['min_per_s'])}–{_num(m['max_per_s'])}") for name, m in enqueue["methods"].items())
+    margin = findings.producer_margin(results) or {}
+    ok = (margin.get("margin") or 0) > 1
+    verdict = (f"The runner enqueues with `{enqueue['used']}` (kombu `Producer.batch()`): its slowest repetition, "
+               f"{_num(margin.get('enqueue_min_per_s'))}/s, is {_num(margin.get('margin'), 1)}x the fastest drain "
+               f"measured ({_num(margin.get('fastest_drain_per_s'))}/s), so "
+               + ("the producer was never the bottleneck." if ok else f"{WARN} the producer may have limited a cell."))
+    return [Heading("Producer enqueue rate"),
+            Paragraph(f"{enqueue['tasks']} noop messages per method into an unconsumed queue, "
+                      f"{enqueue['repetitions']} repetitions."),
+            Table(("method", "median msgs/s", "min–max"), rows), Paragraph(verdict)]
+
+
+def _redis_section(results: dict[str, Any]) -> list[Block]:
+    redis = results.get("redis")
+    rows = tuple((c["id"], _num(c["redis"]["celery_commands_per_task"]), _num(c["redis"]["harness_commands_per_task"]),
+                  ", ".join(f"{k} {v}" for k, v in list(c["redis"]["calls"].items())[:6])) for c in results["cells"])
+    out: list[Block] = [Heading("Redis: commands per task and the ceiling of one server"),
+                        Table(("cell", "Celery cmds/task", "harness cmds/task", "top commands (calls)"), rows)]
+    if redis:
+        out.append(Paragraph(
+            f"Server: {_num(redis['ops_per_s'])} ops/s measured with `{redis['method']}`. At the most expensive "
+            f"cell's {_num(redis['celery_commands_per_task'])} Celery commands per task, one Redis could carry about "
+            f"**{_num(redis['ceiling_tasks_per_s'])} tasks/s** before it is the bottleneck: the paper plan for "
+            f"scaling past one machine (more workers help until then; past it, shard queues over servers)."))
+    return out
+
+
+def _flower_section(cells: list[dict[str, Any]]) -> list[Block]:
+    checks = findings.flower_checks(cells)
+    if checks is None:
+        return [Heading("Flower cross-check"), Paragraph("Flower was not running for this experiment; the timing "
+                                                         "source (the ledger) does not depend on it.")]
+    status = "all match" if not checks["mismatches"] else f"{WARN} {checks['mismatches']} mismatch(es)"
+    return [Heading("Flower cross-check"), Paragraph(
+        f"Each repetition's completed count was compared with the delta of Flower's "
+        f"`flower_events_total{{type=\"task-succeeded\"}}` for the worker: {checks['runs']} runs, {status}.")]
+
+
+def _environment_section(environment: dict[str, Any]) -> list[Block]:
+    rows = tuple((key, _value(value)) for key, value in environment.items())
+    return [Heading("Environment"), Table(("what", "value"), rows)]
+
+
+def _workload(cell: dict[str, Any]) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in cell["params"].items())
+    return f"{cell['workload']}({params})"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_value(v)}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"

@@ -1,0 +1,174 @@
+"""The report's PNG plots, from results.json cells (matplotlib, no display needed).
+
+The first plot carries the verdict: throughput against concurrency for each pool,
+with the ideal line, one panel per workload. Cells that lost or duplicated tasks
+are drawn with a red cross, never left out.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+Cell = dict[str, Any]
+COLOURS = {"prefork": "tab:blue", "threads": "tab:orange", "gevent": "tab:green", "eventlet": "tab:purple",
+           "solo": "tab:gray"}  # fmt: skip
+MARKERS = {"square": "o", "sleep": "s", "noop": "^"}
+
+
+def workload_key(cell: Cell) -> str:
+    params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in cell["params"].items())
+    return f"{cell['workload']}({params})" if params else cell["workload"]
+
+
+def throughput_cells(cells: Iterable[Cell]) -> list[Cell]:
+    """Cells that measure capacity: a prefilled or burst queue, instrumentation on."""
+    return [c for c in cells if c["arrival"] != "rate" and c["timing"] and c["throughput_per_s"] is not None]
+
+
+def write_all(cells: list[Cell], out: Path, verdict: str) -> list[tuple[str, str]]:
+    """Write every plot that has data; return (file name, caption) pairs in reading order."""
+    out.mkdir(parents=True, exist_ok=True)
+    made: list[tuple[str, str]] = []
+    for name, caption, draw in (
+        ("throughput.png", "Throughput vs concurrency per pool, with the ideal (dashed)", _throughput),
+        ("efficiency.png", "Efficiency (measured / ideal) vs concurrency; the 90 % goal dotted", _efficiency),
+        ("memory.png", "Worker memory (USS of parent + children) vs concurrency", _memory),
+        ("latency.png", "End-to-end and run-time latency percentiles per cell", _latency),
+    ):
+        figure = draw(cells, verdict)
+        if figure is not None:
+            figure.savefig(out / name, dpi=110, bbox_inches="tight")
+            made.append((name, caption))
+    return made
+
+
+def _by_group(cells: Iterable[Cell]) -> dict[str, list[Cell]]:
+    groups: dict[str, list[Cell]] = defaultdict(list)
+    for cell in cells:
+        groups[workload_key(cell)].append(cell)
+    return dict(groups)
+
+
+def _series(cells: Iterable[Cell], field: str) -> dict[str, list[Cell]]:
+    series: dict[str, list[Cell]] = defaultdict(list)
+    for cell in sorted(cells, key=lambda c: c["concurrency"]):
+        if cell.get(field) is not None:
+            series[cell["pool"]].append(cell)
+    return dict(series)
+
+
+def _log_x(axes: Axes, cells: list[Cell]) -> None:
+    levels = sorted({c["concurrency"] for c in cells})
+    if levels and levels[-1] / levels[0] >= 8:
+        axes.set_xscale("log", base=2)
+    axes.set_xticks(levels, [str(level) for level in levels])
+    axes.set_xlabel("concurrency")
+
+
+def _mark_unhealthy(axes: Axes, cells: list[Cell], field: str) -> None:
+    bad = [c for c in cells if not c.get("healthy", True) and c.get(field) is not None]
+    if bad:
+        axes.scatter([c["concurrency"] for c in bad], [c[field] for c in bad], marker="x", s=120,
+                     color="red", zorder=5, label="lost/duplicated tasks")  # fmt: skip
+
+
+def _throughput(cells: list[Cell], verdict: str) -> Figure | None:
+    groups = _by_group(throughput_cells(cells))
+    if not groups:
+        return None
+    figure = Figure(figsize=(6 * len(groups), 4.6), layout="constrained")
+    for axes, (group, members) in zip(figure.subplots(1, len(groups), squeeze=False)[0], groups.items(), strict=True):
+        for pool, series in _series(members, "throughput_per_s").items():
+            x = [c["concurrency"] for c in series]
+            y = [c["throughput_per_s"] for c in series]
+            low = [max(0.0, v - c["throughput_min"]) for v, c in zip(y, series, strict=True)]
+            high = [max(0.0, c["throughput_max"] - v) for v, c in zip(y, series, strict=True)]
+            axes.errorbar(x, y, yerr=[low, high], marker="o", capsize=3, color=COLOURS.get(pool), label=pool)
+            for cell in series:
+                _annotate(axes, cell)
+        ideal = sorted({(c["concurrency"], c["ideal_per_s"]) for c in members if c["ideal_per_s"]})
+        if ideal:
+            axes.plot(*zip(*ideal, strict=True), linestyle="--", marker="_", markersize=24, color="black",
+                      label="ideal")
+        _mark_unhealthy(axes, members, "throughput_per_s")
+        _log_x(axes, members)
+        axes.set_ylabel("tasks / s (median, min–max)")
+        axes.set_title(group)
+        axes.set_ylim(bottom=0)
+        axes.legend()
+    figure.suptitle(verdict, fontsize=10)
+    return figure
+
+
+def _annotate(axes: Axes, cell: Cell) -> None:
+    """The number itself next to its point, with the efficiency when there is an ideal."""
+    text = f"{cell['throughput_per_s']:.0f}/s"
+    if cell["efficiency"] is not None:
+        text += f" ({cell['efficiency']:.0%})"
+    axes.annotate(text, (cell["concurrency"], cell["throughput_per_s"]), textcoords="offset points",
+                  xytext=(6, -4), fontsize=8, color=COLOURS.get(cell["pool"], "black"))
+
+
+def _efficiency(cells: list[Cell], _verdict: str) -> Figure | None:
+    members = [c for c in throughput_cells(cells) if c["efficiency"] is not None]
+    if not members:
+        return None
+    figure = Figure(figsize=(7, 4.4), layout="constrained")
+    axes = figure.add_subplot()
+    for group, group_cells in _by_group(members).items():
+        for pool, series in _series(group_cells, "efficiency").items():
+            axes.plot([c["concurrency"] for c in series], [c["efficiency"] for c in series],
+                      marker=MARKERS.get(series[0]["workload"], "o"), color=COLOURS.get(pool),
+                      label=f"{pool} · {group}")  # fmt: skip
+    _mark_unhealthy(axes, members, "efficiency")
+    axes.axhline(0.9, linestyle=":", color="gray")
+    axes.set_ylim(0, max(1.1, *(c["efficiency"] for c in members)) * 1.05)
+    axes.set_ylabel("measured / ideal")
+    _log_x(axes, members)
+    axes.legend(fontsize=8)
+    return figure
+
+
+def _memory(cells: list[Cell], _verdict: str) -> Figure | None:
+    members = [c for c in cells if c["worker_memory_mb"] is not None and c["timing"]]
+    if not members:
+        return None
+    figure = Figure(figsize=(7, 4.4), layout="constrained")
+    axes = figure.add_subplot()
+    for group, group_cells in _by_group(members).items():
+        for pool, series in _series(group_cells, "worker_memory_mb").items():
+            axes.plot([c["concurrency"] for c in series], [c["worker_memory_mb"] for c in series],
+                      marker=MARKERS.get(series[0]["workload"], "o"), color=COLOURS.get(pool),
+                      label=f"{pool} · {group}")  # fmt: skip
+    axes.set_ylabel("MB (USS, parent + children)")
+    axes.set_ylim(bottom=0)
+    _log_x(axes, members)
+    axes.legend(fontsize=8)
+    return figure
+
+
+def _latency(cells: list[Cell], _verdict: str) -> Figure | None:
+    members = [c for c in cells if c["p50_s"] is not None]
+    if not members:
+        return None
+    figure = Figure(figsize=(11, 1.2 + 0.32 * len(members)), layout="constrained")
+    panels = figure.subplots(1, 2, sharey=True)
+    labels = [f"{c['id']}{'' if c.get('healthy', True) else ' (!)'}" for c in members]
+    for axes, (title, pick) in zip(panels, (("end to end (sent → finished)", lambda c: c),
+                                            ("run time (started → finished)", lambda c: c["run_time"])), strict=True):
+        for offset, (q, colour) in enumerate((("p50_s", "tab:green"), ("p95_s", "tab:orange"), ("p99_s", "tab:red"))):
+            positions = [i + (offset - 1) * 0.27 for i in range(len(members))]
+            axes.barh(positions, [pick(c)[q] or 0 for c in members], height=0.27, color=colour, label=q[:-2])
+        axes.set_xscale("log")
+        axes.set_xlabel("seconds (log)")
+        axes.set_title(title)
+    panels[0].set_yticks(range(len(members)), labels, fontsize=7)
+    panels[0].invert_yaxis()
+    panels[1].legend()
+    return figure
