@@ -11,6 +11,7 @@ import click
 from config import Settings, SettingsError
 from config.constants import DEFAULT_POOLS, EXIT_USAGE, POOLS
 from stack import processes
+from stack.prometheus import PrometheusError
 from tasks.connections import BrokerUnreachable, redact, wait_for_broker
 
 BROKER_WAIT_S = 60.0
@@ -45,11 +46,12 @@ def flower() -> None:
 @cli.command()
 @click.option("--pools", default=",".join(DEFAULT_POOLS), help="Comma-separated pools to run.")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=Path("results/stack"))
-def up(pools: str, run_dir: Path) -> None:
+@click.option("--monitoring", is_flag=True, help="Also start Prometheus (Debian package) scraping Flower.")
+def up(pools: str, run_dir: Path, monitoring: bool) -> None:
     """Start Redis (embedded unless LAB_BROKER_URL is set), the workers and Flower; Ctrl-C stops all."""
     from stack.foreground import run_foreground
 
-    run_foreground(Settings.from_env(), [p for p in pools.split(",") if p], run_dir)
+    run_foreground(Settings.from_env(), [p for p in pools.split(",") if p], run_dir, monitoring)
 
 
 @cli.command()
@@ -69,6 +71,6 @@ def main() -> None:
     except click.ClickException as exc:
         click.echo(f"lab: error: {exc.format_message()}", err=True)
         sys.exit(EXIT_USAGE)
-    except (SettingsError, BrokerUnreachable, TimeoutError) as exc:
+    except (SettingsError, BrokerUnreachable, TimeoutError, PrometheusError) as exc:
         click.echo(f"lab: error: {redact(str(exc))}", err=True)
         sys.exit(EXIT_USAGE)

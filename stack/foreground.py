@@ -14,11 +14,11 @@ from stack.launcher import Stack, running_stack
 from tasks.connections import redact
 
 
-def run_foreground(settings: Settings, pools: Sequence[str], run_dir: Path) -> None:
+def run_foreground(settings: Settings, pools: Sequence[str], run_dir: Path, monitoring: bool = False) -> None:
     console = Console()
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        with running_stack(settings, run_dir, pools) as stack:
+        with running_stack(settings, run_dir, pools, with_prometheus=monitoring) as stack:
             _announce(console, stack)
             while (dead := _dead_part(stack)) is None:
                 time.sleep(0.5)
@@ -38,6 +38,8 @@ def _dead_part(stack: Stack) -> str | None:
             return f"worker {pool}"
     if stack.flower and (stack.flower.process is None or stack.flower.process.poll() is not None):
         return "flower"
+    if stack.prometheus and (stack.prometheus.process is None or stack.prometheus.process.poll() is not None):
+        return "prometheus"
     return None
 
 
@@ -49,5 +51,7 @@ def _announce(console: Console, stack: Stack) -> None:
                       f"queue={s.queue_for(pool)}  ready in {worker.startup_s:.1f} s")
     if stack.flower:
         console.print(f"flower   {s.flower_url}  user={s.flower_user} password={s.flower_password}")
+    if stack.prometheus:
+        console.print(f"prometheus {stack.prometheus.url}  (scrapes flower's /metrics; try `flower_events_total`)")
     console.print(f"logs     {stack.run_dir}/   producer: `producer send --task square -n 100 --wait`")
     console.print("Ctrl-C to stop")

@@ -15,6 +15,7 @@ from pathlib import Path
 from config import Settings
 from config.constants import DEFAULT_POOLS
 from config.settings import STATE_FILE, write_stack_state
+from stack.prometheus import Prometheus
 from stack.redis_server import RedisServer, free_port
 from stack.workers import Flower, Worker
 
@@ -26,11 +27,13 @@ class Stack:
     workers: dict[str, Worker] = field(default_factory=dict)
     flower: Flower | None = None
     redis: RedisServer | None = None
+    prometheus: Prometheus | None = None
 
 
 @contextlib.contextmanager
 def running_stack(settings: Settings, run_dir: Path, pools: Sequence[str] = DEFAULT_POOLS,
-                  with_flower: bool = True, flower_port: int | None = None) -> Iterator[Stack]:
+                  with_flower: bool = True, flower_port: int | None = None,
+                  with_prometheus: bool = False, scrape_interval: str | None = None) -> Iterator[Stack]:
     """Start the stack, yield it, and stop every process it started, whatever happens."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as cleanup:
@@ -52,4 +55,8 @@ def running_stack(settings: Settings, run_dir: Path, pools: Sequence[str] = DEFA
             stack.flower = Flower(settings, run_dir / "flower.log")
             cleanup.callback(stack.flower.stop)
             stack.flower.start()
+        if with_prometheus and with_flower:
+            stack.prometheus = Prometheus(settings, run_dir, scrape_interval)
+            cleanup.callback(stack.prometheus.stop)
+            stack.prometheus.start()
         yield stack
