@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps up demo test test-fast test-compose lint clean
+.PHONY: setup system-deps system-deps-monitoring up demo test test-fast test-compose test-monitoring lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +17,23 @@ setup: $(STAMP)
 system-deps:         ## Debian packages for the compose test (podman, runc, debootstrap), if missing
 	bash compose/system-deps.sh
 
-up: setup            ## the native stack in the foreground (Ctrl-C stops it)
-	$(BIN)/lab up
+system-deps-monitoring:  ## Debian packages for the monitoring tests (chromium, prometheus), if missing
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+up: setup            ## the native stack in the foreground (Ctrl-C stops it); MONITORING=1 adds Prometheus
+	$(BIN)/lab up $(if $(filter 1 yes true,$(MONITORING)),--monitoring)
 
 demo: setup          ## fresh machine -> stack -> short comparison -> results/demo/summary.json
 	$(BIN)/lab demo
 
-test: setup lint system-deps  ## the whole suite (real Redis, real workers, real Flower, compose)
+test: setup lint system-deps system-deps-monitoring  ## the whole suite (real Redis, real workers, real Flower, compose)
 	$(BIN)/pytest
 
 test-fast: setup     ## the quick loop: everything not marked slow/compose/monitoring
@@ -31,6 +41,9 @@ test-fast: setup     ## the quick loop: everything not marked slow/compose/monit
 
 test-compose: setup system-deps  ## docker-compose.yml for real under podman (builds images; base cached)
 	$(BIN)/pytest -m compose tests/compose
+
+test-monitoring: setup system-deps-monitoring  ## real Prometheus + headless Chromium (system browser)
+	$(BIN)/pytest -m monitoring
 
 lint: setup
 	$(BIN)/ruff check .
