@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps system-deps-monitoring up demo test test-fast test-compose test-monitoring lint clean
+.PHONY: setup system-deps system-deps-monitoring system-deps-bench bench bench-full up demo test test-fast test-compose test-monitoring lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,21 @@ system-deps-monitoring:  ## Debian packages for the monitoring tests (chromium, 
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+system-deps-bench:   ## redis-benchmark (Debian redis-tools) for the Redis ops/s figure, if missing and root
+	@command -v redis-benchmark >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing: redis-tools"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-tools; \
+		else \
+			echo "redis-benchmark missing: Redis ops/s will come from a pipelined redis-py loop (an upper bound)"; \
+		fi; }
+
+bench: setup system-deps-bench  ## config/experiments/quick.toml (< 3 min) -> results/quick/<timestamp>/report.md
+	$(BIN)/producer experiment run config/experiments/quick.toml
+
+bench-full: setup system-deps-bench  ## config/experiments/full.toml (< 1 h) -> results/full/<timestamp>/report.md
+	$(BIN)/producer experiment run config/experiments/full.toml
 
 up: setup            ## the native stack in the foreground (Ctrl-C stops it); MONITORING=1 adds Prometheus
 	$(BIN)/lab up $(if $(filter 1 yes true,$(MONITORING)),--monitoring)

@@ -98,7 +98,8 @@ def run_repetition(ctx: Context, cell: Cell, settings: Settings, target: targets
     queue = settings.queue_for(target.pool)
     calls_before = redis_stats.command_calls(ctx.client)
     cpu_before = target.cpu_seconds()
-    flower_before = ctx.flower.succeeded(target.name) if ctx.flower else None
+    flower = ctx.flower if settings.events else None  # Flower only sees workers that send task events
+    flower_before = flower.succeeded(target.name) if flower else None
     with _producer(settings) as send:
         if cell.arrival.mode == "prefill":
             target.pause()
@@ -124,8 +125,8 @@ def run_repetition(ctx: Context, cell: Cell, settings: Settings, target: targets
         memory_mb=target.memory_mb(),
         calls=calls,
     )
-    if ctx.flower and flower_before is not None:
-        rep.flower = ctx.flower.compare(target.name, flower_before, accounting.completed)
+    if flower and flower_before is not None:
+        rep.flower = flower.compare(target.name, flower_before, accounting.completed)
     ledger.delete()
     return rep
 

@@ -100,11 +100,8 @@ class Experiment:
     digest: str = ""
 
     def apply_settings(self, settings: Settings) -> Settings:
-        """The run's base settings: the file's `[settings]`, and task events on when Flower watches."""
-        changes = dict(self.settings)
-        if self.flower:
-            changes["events"] = True
-        return settings.replace(**changes) if changes else settings
+        """The run's base settings: the file's `[settings]` over the environment's."""
+        return settings.replace(**dict(self.settings)) if self.settings else settings
 
 
 def load(path: Path) -> Experiment:
