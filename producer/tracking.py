@@ -28,6 +28,7 @@ class Timings:
     first_started: float = math.inf
     last_finished: float = -math.inf
     per_worker: Counter[str] = field(default_factory=Counter)
+    per_pool_run_time: dict[str, Histogram] = field(default_factory=dict)
 
     def add(self, line: str) -> None:
         sent_s, started_s, finished_s, _state, worker = line.split(" ", 4)
@@ -39,10 +40,18 @@ class Timings:
         self.first_started = min(self.first_started, started)
         self.last_finished = max(self.last_finished, finished)
         self.per_worker[worker] += 1
+        self.per_pool_run_time.setdefault(pool_of(worker), Histogram()).add(finished - started)
 
     @property
     def count(self) -> int:
         return self.end_to_end.total
+
+    def done_per_pool(self) -> Counter[str]:
+        """Tasks whose timing line has been read, per pool (workers are named `pool@host`)."""
+        done: Counter[str] = Counter()
+        for worker, count in self.per_worker.items():
+            done[pool_of(worker)] += count
+        return done
 
     def drain_rate(self) -> float:
         """Tasks per second from the first start to the last finish: the pool's own speed."""
@@ -124,6 +133,11 @@ class RunLedger:
 
     def delete(self) -> None:
         self.client.delete(*(key(self.run_id, part) for part in ("count", "seen", "timings")))
+
+
+def pool_of(worker: str) -> str:
+    """The pool part of a worker name (`threads@host` -> `threads`)."""
+    return worker.split("@", 1)[0]
 
 
 def _text(value: bytes | str | int) -> str:
