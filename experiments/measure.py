@@ -44,6 +44,7 @@ class Context:
     attach: bool = False
     flower: FlowerCheck | None = None
     on_progress: Progress | None = None
+    stall_s: float = 10.0  # no task ended and none pending for this long: the rest are lost
 
 
 @dataclass
@@ -111,7 +112,7 @@ def run_repetition(ctx: Context, cell: Cell, settings: Settings, target: targets
         else:
             started = time.monotonic()
             send(plan)
-    ended = wait_for_end(ledger, plan.total, [queue], ctx.on_progress)
+    ended = wait_for_end(ledger, plan.total, [queue], ctx.on_progress, ctx.stall_s)
     cpu_after = target.cpu_seconds()
     calls = redis_stats.delta(calls_before, redis_stats.command_calls(ctx.client))
     ledger.drain_timings()

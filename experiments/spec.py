@@ -121,6 +121,7 @@ def parse(text: str, default_name: str = "experiment") -> Experiment:
     _no_unknown(data, TOP_KEYS, "experiment")
     name = _name(data.get("name", default_name))
     repetitions = _int(data.get("repetitions", 3), "repetitions", 1, 100)
+    overrides = tuple(sorted(_overrides(data.get("settings", {}), "[settings]").items()))
     blocks = data.get("cells")
     if not isinstance(blocks, list) or not blocks:
         raise SpecError("experiment has no [[cells]] blocks")
@@ -132,7 +133,7 @@ def parse(text: str, default_name: str = "experiment") -> Experiment:
         description=str(data.get("description", "")),
         cells=tuple(cells),
         flower=_bool(data.get("flower", False), "flower"),
-        settings=tuple(sorted(_overrides(data.get("settings", {}), "[settings]").items())),
+        settings=overrides,
         enqueue=_enqueue(data.get("enqueue", {})),
         redis_benchmark=_bool(data.get("redis_benchmark", True), "redis_benchmark"),
         source=text,

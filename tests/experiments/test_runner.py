@@ -1,0 +1,90 @@
+"""The runner end to end on tests/experiments/tiny.toml: real Redis, real workers, real Flower."""
+
+import io
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from config import Settings
+from experiments import runner
+from experiments.spec import SpecError, load, parse
+
+TINY = Path(__file__).with_name("tiny.toml")
+SCHEMA = ("pool", "workload", "concurrency", "tasks", "repetitions", "completed", "lost", "duplicated",
+          "throughput_per_s", "throughput_min", "throughput_max", "ideal_per_s", "efficiency", "worker_memory_mb",
+          "startup_s", "p50_s", "p95_s", "p99_s")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_tiny_experiment_runs_reports_and_resumes(settings: Settings, tmp_path: Path) -> None:
+    experiment = load(TINY)
+    run_dir = tmp_path / "run"
+    console = Console(file=io.StringIO(), width=200)
+    results = runner.run_experiment(experiment, settings, run_dir, console=console)
+
+    on_disk = json.loads((run_dir / "results.json").read_text())
+    assert on_disk == results
+    assert set(results["environment"]) >= {"cpu_count", "celery", "redis_server", "events", "square_task_cpu_s"}
+    assert len(results["cells"]) == len(experiment.cells)
+    for cell in results["cells"]:
+        assert set(SCHEMA) <= set(cell), cell["id"]
+        assert cell["completed"] == cell["tasks"] * cell["repetitions"], cell["id"]
+        assert (cell["lost"], cell["duplicated"], cell["healthy"]) == (0, 0, True)
+        assert cell["throughput_min"] <= cell["throughput_per_s"] <= cell["throughput_max"]
+        assert cell["worker_memory_mb"] > 10 and cell["startup_s"] > 0
+        assert cell["flower"]["mismatches"] == 0, "every run cross-checked against Flower"
+    timed = [c for c in results["cells"] if c["timing"]]
+    assert all(c["p50_s"] <= c["p95_s"] <= c["p99_s"] for c in timed)
+    assert all(c["efficiency"] > 0 for c in timed if c["ideal_per_s"])
+    rate_cell = next(c for c in results["cells"] if c["arrival"] == "rate")
+    assert rate_cell["arrival_rate_per_s"] == pytest.approx(rate_cell["ideal_per_s"])
+
+    assert set(results["enqueue"]["methods"]) == {"apply_async", "batch", "processes_2"}
+    assert results["redis"]["ops_per_s"] > 1000 and results["redis"]["ceiling_tasks_per_s"] > 0
+    report = (run_dir / "report.md").read_text()
+    assert "## Harness overhead" in report and "timing off" in report and "Not measured" not in report
+    assert "Flower cross-check" in report and "all match" in report
+    for plot in ("throughput", "efficiency", "memory", "latency"):
+        assert (run_dir / "plots" / f"{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert '<img src="plots/throughput.png"' in (run_dir / "report.html").read_text()
+
+    # Resume: forget one cell; only that one is measured again, the others are kept as they were.
+    cells = sorted((run_dir / "cells").glob("*.json"))
+    kept = {path.name: path.stat().st_mtime_ns for path in cells[1:]}
+    cells[0].unlink()
+    runner.run_experiment(experiment, settings, run_dir, console=console)
+    assert cells[0].exists()
+    assert {path.name: path.stat().st_mtime_ns for path in cells[1:]} == kept
+
+
+def test_resume_refuses_a_directory_of_another_file(tmp_path: Path) -> None:
+    (tmp_path / runner.SPEC_COPY).write_text("name = 'other'")
+    with pytest.raises(SpecError, match="different experiment file"):
+        runner.check_resumable(tmp_path, load(TINY))
+    with pytest.raises(SpecError, match="not an experiment run directory"):
+        runner.check_resumable(tmp_path / "missing", parse(TINY.read_text()))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["experiment", "run", "nope.toml"], "cannot read experiment file"),
+    (["experiment", "run", str(TINY), "--resume", "."], "not an experiment run directory"),
+])  # fmt: skip
+def test_cli_bad_input_is_one_line_and_exit_2(run_cli: Callable[..., subprocess.CompletedProcess[str]],
+                                              args: list[str], message: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+    assert result.stdout == ""
+
+
+def test_cli_rejects_an_invalid_file(run_cli: Callable[..., subprocess.CompletedProcess[str]],
+                                     tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[cells]]\npools = ['threads']\nconcurrency = [2]\nworkload = 'square'\n")
+    result = run_cli("experiment", "run", str(bad))
+    assert result.returncode == 2
+    assert result.stderr.strip() == "producer: error: [[cells]] block 1: give exactly one of tasks or rounds"

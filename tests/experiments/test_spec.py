@@ -1,0 +1,98 @@
+from pathlib import Path
+
+import pytest
+
+from config import Settings
+from config.constants import DEFAULT_SQUARE_WORK
+from experiments.spec import SpecError, load, parse
+
+ROOT = Path(__file__).resolve().parents[2]
+
+MINIMAL = """
+name = "t"
+[[cells]]
+pools = ["prefork", "threads"]
+concurrency = [1, 4]
+workload = "sleep"
+params = { seconds = 0.2 }
+rounds = 3
+"""
+
+
+def test_a_block_expands_over_pools_and_concurrency() -> None:
+    experiment = parse(MINIMAL)
+    assert [(c.pool, c.concurrency, c.tasks) for c in experiment.cells] == [
+        ("prefork", 1, 3), ("prefork", 4, 12), ("threads", 1, 3), ("threads", 4, 12)
+    ]
+    assert [c.index for c in experiment.cells] == [1, 2, 3, 4]
+    assert experiment.cells[0].param == {"seconds": 0.2}
+    assert experiment.cells[0].repetitions == 3
+    assert experiment.cells[0].arrival.mode == "prefill"
+    assert len({c.id for c in experiment.cells}) == 4
+
+
+def test_cells_carry_worker_args_settings_arrival_and_defaults() -> None:
+    experiment = parse("""
+repetitions = 5
+[settings]
+loglevel = "WARNING"
+[[cells]]
+label = "knob"
+pools = ["threads"]
+concurrency = [2]
+workload = "square"
+tasks = 10
+arrival = "rate"
+load = 0.5
+timing = false
+worker_args = ["--max-tasks-per-child", "50"]
+settings = { prefetch_multiplier = 1, acks_late = false }
+""", default_name="fromfile")
+    cell = experiment.cells[0]
+    assert experiment.name == "fromfile"
+    assert cell.param == {"work": DEFAULT_SQUARE_WORK}
+    assert cell.repetitions == 5
+    assert (cell.arrival.mode, cell.arrival.load) == ("rate", 0.5)
+    assert cell.worker_args == ("--max-tasks-per-child", "50")
+    assert cell.setting_overrides == {"acks_late": False, "prefetch_multiplier": 1}
+    assert cell.id.endswith("-notiming")
+    base = experiment.apply_settings(Settings(broker_url="redis://127.0.0.1:1/0"))
+    assert base.loglevel == "WARNING"
+
+
+NOOP = "[[cells]]\npools=['solo']\nconcurrency=[1]\nworkload='noop'\ntasks=1\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name = 'x'", "no [[cells]]"),
+    ("colour = 1\n[[cells]]", "unknown key 'colour'"),
+    ("[[cells]]\npools=['forked']\nconcurrency=[1]\nworkload='noop'\ntasks=1", "unknown pool 'forked'"),
+    ("[[cells]]\npools=['solo']\nconcurrency=[1]\nworkload='cube'\ntasks=1", "workload must be one of"),
+    ("[[cells]]\npools=['solo']\nconcurrency=[0]\nworkload='noop'\ntasks=1", "concurrency must be an integer"),
+    (NOOP + "rounds=2", "exactly one of tasks or rounds"),
+    (NOOP + "arrival='rate'", "exactly one of rate"),
+    (NOOP + "rate=3", "only apply to arrival"),
+    ("[[cells]]\npools=['solo']\nconcurrency=[1]\nworkload='sleep'\nparams={work=3}\ntasks=1", "unknown key 'work'"),
+    (NOOP + "settings={events='yes'}", "events must be bool"),
+    (NOOP + "settings={broker_url='x'}", "unknown key"),
+    ("[settings]\nprefetch_multiplier = -1\n[[cells]]", "prefetch multiplier"),
+    ("this is = = not toml", "not valid TOML"),
+])  # fmt: skip
+def test_bad_files_fail_whole_with_one_line(text: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message.replace("[", r"\[")) as error:
+        parse(text)
+    assert "\n" not in str(error.value)
+
+
+def test_shipped_experiments_load() -> None:
+    quick = load(ROOT / "config/experiments/quick.toml")
+    full = load(ROOT / "config/experiments/full.toml")
+    assert quick.name == "quick" and full.name == "full"
+    assert all(c.repetitions >= 3 for c in (*quick.cells, *full.cells))
+    assert {c.timing for c in quick.cells} == {True, False}, "quick measures the harness overhead"
+    assert load(ROOT / "tests/experiments/tiny.toml").flower
+
+
+def test_missing_file_is_a_spec_error(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="cannot read"):
+        load(tmp_path / "nope.toml")
