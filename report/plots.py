@@ -27,8 +27,9 @@ def workload_key(cell: Cell) -> str:
 
 
 def throughput_cells(cells: Iterable[Cell]) -> list[Cell]:
-    """Cells that measure capacity: a prefilled or burst queue, instrumentation on."""
-    return [c for c in cells if c["arrival"] != "rate" and c["timing"] and c["throughput_per_s"] is not None]
+    """Cells that measure capacity against an ideal: a prefilled or burst queue, instrumentation on."""
+    return [c for c in cells if c["arrival"] != "rate" and c["timing"] and c["throughput_per_s"] is not None
+            and c["ideal_per_s"] is not None]
 
 
 def write_all(cells: list[Cell], out: Path, verdict: str) -> list[tuple[str, str]]:
@@ -100,8 +101,9 @@ def _throughput(cells: list[Cell], verdict: str) -> Figure | None:
         _log_x(axes, members)
         axes.set_ylabel("tasks / s (median, min–max)")
         axes.set_title(group)
-        axes.set_ylim(bottom=0)
-        axes.legend()
+        top = max([c["throughput_max"] or 0 for c in members] + [c["ideal_per_s"] for c in members])
+        axes.set_ylim(0, top * 1.25)
+        axes.legend(loc="upper left", fontsize=8)
     figure.suptitle(verdict, fontsize=10)
     return figure
 
@@ -111,8 +113,11 @@ def _annotate(axes: Axes, cell: Cell) -> None:
     text = f"{cell['throughput_per_s']:.0f}/s"
     if cell["efficiency"] is not None:
         text += f" ({cell['efficiency']:.0%})"
+    if cell["worker_memory_mb"] is not None:
+        text += f", {cell['worker_memory_mb']:.0f} MB"
+    above = cell["pool"] != "prefork"
     axes.annotate(text, (cell["concurrency"], cell["throughput_per_s"]), textcoords="offset points",
-                  xytext=(6, -4), fontsize=8, color=COLOURS.get(cell["pool"], "black"))
+                  xytext=(6, 5 if above else -12), fontsize=8, color=COLOURS.get(cell["pool"], "black"))
 
 
 def _efficiency(cells: list[Cell], _verdict: str) -> Figure | None:
@@ -170,5 +175,5 @@ def _latency(cells: list[Cell], _verdict: str) -> Figure | None:
         axes.set_title(title)
     panels[0].set_yticks(range(len(members)), labels, fontsize=7)
     panels[0].invert_yaxis()
-    panels[1].legend()
+    figure.legend(*panels[1].get_legend_handles_labels(), loc="outside right upper")
     return figure
