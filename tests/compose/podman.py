@@ -70,7 +70,15 @@ def build_image(tag: str, dockerfile: Path, context: Path) -> None:
                "-f", str(dockerfile), "-t", tag]
     if HOST_CA_BUNDLE.exists():
         command += ["-v", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"]
+    previous = image_id(tag)
     run([*command, str(context)], timeout=900)
+    if previous and previous != image_id(tag):  # the old build is now untagged: free its space
+        podman("rmi", previous, check=False)
+
+
+def image_id(tag: str) -> str:
+    result = podman("image", "inspect", "--format", "{{.Id}}", tag, check=False)
+    return result.stdout.strip() if result.returncode == 0 else ""
 
 
 def build_images() -> None:

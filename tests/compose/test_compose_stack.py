@@ -88,8 +88,10 @@ def test_compose_up_runs_the_lab(project: pm.ComposeProject, capsys: pytest.Capt
             pm.build_images()
         with pm.phase("smoke test images", times):
             check_images_run_as_non_root()
-        with pm.phase("compose up", times):
-            workers = bring_up(project, flower)
+        with pm.phase("compose up -d", times):
+            project.compose("up", "-d")
+        with pm.phase("flower + workers ready", times):
+            workers = wait_for_stack(project, flower)
         with pm.phase("healthchecks", times):
             check_healthchecks_and_persistence(project)
         with pm.phase("producer: square + sleep on both pools", times):
@@ -118,9 +120,8 @@ def check_images_run_as_non_root() -> None:
     assert "worker" in out and "flower" in out
 
 
-def bring_up(project: pm.ComposeProject, flower: FlowerClient) -> dict[str, str]:
-    """`up -d`, then wait (deadline) until Flower answers and lists both workers online."""
-    project.compose("up", "-d")
+def wait_for_stack(project: pm.ComposeProject, flower: FlowerClient) -> dict[str, str]:
+    """After `up -d`: wait (deadlines) until Flower answers and lists both workers online."""
     assert project.containers("producer") == [], "the producer is a profile: `up` must not start it"
     wait_until(flower.healthy, 120, "flower on 127.0.0.1 with auth", interval=0.5)
     assert flower.get("/", auth=False).status_code == 401
