@@ -27,7 +27,11 @@ def run_file(settings: Settings, path: Path, attach: bool, resume: Path | None, 
     else:
         run_dir = runner.new_run_dir(base, experiment)
     console.print(f"experiment [bold]{experiment.name}[/bold]: {len(experiment.cells)} cells -> {run_dir}")
-    results = runner.run_experiment(experiment, settings, run_dir, attach, console)
+    try:
+        results = runner.run_experiment(experiment, settings, run_dir, attach, console)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: continue with --resume {run_dir}")
+        raise
     unhealthy = [cell["id"] for cell in results["cells"] if not cell["healthy"]]
     if unhealthy:
         console.print(f"[red]cells with lost, duplicated or unfinished tasks: {', '.join(unhealthy)}[/red]")

@@ -72,7 +72,8 @@ class CellRun:
 def measure_cell(ctx: Context, cell: Cell) -> CellRun:
     """Start (or attach to) the cell's worker, run every repetition, stop the worker."""
     settings = ctx.settings.replace(**cell.setting_overrides) if cell.overrides else ctx.settings
-    purge(ctx.client, settings.queue_for(cell.pool))
+    if not ctx.attach:  # never empty a queue of a stack we only visit
+        purge(ctx.client, settings.queue_for(cell.pool))
     with worker_for(ctx, cell, settings) as target:
         ideal = ctx.ideal(cell, target.concurrency)
         rate = _arrival_rate(cell, ideal)
@@ -101,17 +102,7 @@ def run_repetition(ctx: Context, cell: Cell, settings: Settings, target: targets
     cpu_before = target.cpu_seconds()
     flower = ctx.flower if settings.events else None  # Flower only sees workers that send task events
     flower_before = flower.succeeded(target.name) if flower else None
-    with _producer(settings) as send:
-        if cell.arrival.mode == "prefill":
-            target.pause()
-            send(plan)
-            if between:
-                between()
-            target.resume()
-            started = time.monotonic()
-        else:
-            started = time.monotonic()
-            send(plan)
+    started = _feed(cell, settings, target, plan, between)
     ended = wait_for_end(ledger, plan.total, [queue], ctx.on_progress, ctx.stall_s)
     cpu_after = target.cpu_seconds()
     calls = redis_stats.delta(calls_before, redis_stats.command_calls(ctx.client))
@@ -130,6 +121,24 @@ def run_repetition(ctx: Context, cell: Cell, settings: Settings, target: targets
         rep.flower = flower.compare(target.name, flower_before, accounting.completed)
     ledger.delete()
     return rep
+
+
+def _feed(cell: Cell, settings: Settings, target: targets.Target, plan: SendPlan,
+          between: Callable[[], None] | None) -> float:
+    """Put the plan's tasks in the queue as the arrival mode says; return when the drain may start."""
+    with _producer(settings) as send:
+        if cell.arrival.mode != "prefill":
+            started = time.monotonic()
+            send(plan)
+            return started
+        target.pause()
+        try:
+            send(plan)
+            if between:
+                between()
+        finally:
+            target.resume()  # an attached worker must not stay paused, whatever happened
+        return time.monotonic()
 
 
 def plan_for(cell: Cell, pool: str, rate: float | None) -> SendPlan:

@@ -75,7 +75,7 @@ def run_experiment(experiment: Experiment, settings: Settings, run_dir: Path, at
     for directory in (paths.root, paths.cells, paths.logs):
         directory.mkdir(parents=True, exist_ok=True)
     (run_dir / SPEC_COPY).write_text(experiment.source)
-    settings = _run_settings(experiment, settings, paths)
+    settings = _run_settings(experiment, settings, paths, attach)
     broker = "attached" if attach else "external" if settings.broker_url else "embedded"
     with _broker(settings, paths, attach) as settings, _flower(experiment, settings, paths, attach) as flower:
         client = connections.client(settings.require_broker(), timeout=30)
@@ -140,11 +140,11 @@ def _redis_ceiling(server: dict[str, Any] | None, cells: list[dict[str, Any]]) -
             "ceiling_tasks_per_s": round(redis_stats.ceiling(server["ops_per_s"], worst), 1)}
 
 
-def _run_settings(experiment: Experiment, settings: Settings, paths: RunPaths) -> Settings:
-    """The file's settings, a queue prefix of this run's own, state kept inside the run directory."""
+def _run_settings(experiment: Experiment, settings: Settings, paths: RunPaths, attach: bool) -> Settings:
+    """The file's settings and a queue prefix of this run's own (attached: the stack's queues)."""
     meta = _cached(paths.part("run"), lambda: {"queue_prefix": f"x{int(time.time() * 1000) % 10**9:x}"})
-    return experiment.apply_settings(settings).replace(queue_prefix=meta["queue_prefix"],
-                                                       state_dir=paths.root / ".lab")
+    settings = experiment.apply_settings(settings)
+    return settings if attach else settings.replace(queue_prefix=meta["queue_prefix"], state_dir=paths.root / ".lab")
 
 
 @contextlib.contextmanager

@@ -12,6 +12,8 @@ from rich.console import Console
 from config import Settings
 from experiments import runner
 from experiments.spec import SpecError, load, parse
+from stack.workers import Worker
+from tasks.app import make_app
 
 TINY = Path(__file__).with_name("tiny.toml")
 SCHEMA = ("pool", "workload", "concurrency", "tasks", "repetitions", "completed", "lost", "duplicated",
@@ -88,3 +90,34 @@ def test_cli_rejects_an_invalid_file(run_cli: Callable[..., subprocess.Completed
     result = run_cli("experiment", "run", str(bad))
     assert result.returncode == 2
     assert result.stderr.strip() == "producer: error: [[cells]] block 1: give exactly one of tasks or rounds"
+
+
+ATTACH = """
+name = "attach"
+enqueue = false
+redis_benchmark = false
+[[cells]]
+pools = ["threads"]
+concurrency = [1]
+workload = "noop"
+tasks = 30
+repetitions = 1
+"""
+
+
+@pytest.mark.slow
+def test_attach_measures_the_running_worker_and_leaves_it_consuming(
+        settings: Settings, start_worker: Callable[..., Worker], tmp_path: Path) -> None:
+    worker = start_worker("threads", concurrency=3)
+    results = runner.run_experiment(parse(ATTACH), settings, tmp_path / "run", attach=True,
+                                    console=Console(file=io.StringIO()))
+    (cell,) = results["cells"]
+    assert (cell["attached"], cell["concurrency"], cell["completed"], cell["lost"]) == (True, 3, 30, 0)
+    assert cell["worker_memory_mb"] > 10 and cell["startup_s"] is None
+    assert results["environment"]["broker"] == "attached"
+    app = make_app(settings)
+    try:
+        assert app.send_task("tasks.noop", queue=settings.queue_for("threads")).get(timeout=30) is None
+    finally:
+        app.close()
+    assert worker.responds()
