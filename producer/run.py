@@ -9,6 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from config import Settings
+from producer.live import watch
 from producer.publish import SendPlan, SendResult, publish
 from producer.tracking import Accounting, RunLedger
 from tasks import connections
@@ -76,13 +77,8 @@ def run(settings: Settings, plan: SendPlan, wait: bool, timeout: float, console:
 
 def _wait(settings: Settings, plan: SendPlan, report: RunReport, timeout: float, progress: Progress) -> None:
     ledger = RunLedger(connections.client(settings.require_broker()), plan.run_id)
-    done_bar = progress.add_task("done", total=plan.total, rate="")
-
-    def on_progress(done: int) -> None:
-        progress.update(done_bar, completed=done)
-        progress.update(done_bar, rate=_rate(progress, done_bar))
-
-    ledger.wait(plan.total, timeout, on_progress)
+    progress.stop()  # one live display at a time: the send bar stays printed, the live view takes over
+    watch(ledger, {pool: plan.count for pool in plan.pools}, timeout, progress.console)
     ledger.drain_timings()
     queues = [settings.queue_for(pool) for pool in plan.pools]
     report.accounting = ledger.account(plan.total, queues)
