@@ -6,6 +6,7 @@ test's messages even though the Redis server is shared by the session.
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -55,6 +56,9 @@ def app(settings: Settings) -> Iterator[object]:
     """A client-side Celery app on the test's settings (tasks sent by name)."""
     celery_app = make_app(settings)
     yield celery_app
+    # AsyncResults left for the garbage collector unsubscribe from Redis in __del__; with the
+    # session's Redis already stopped that retries for 20 s each and the session hangs at exit.
+    gc.collect()
     celery_app.close()
 
 
