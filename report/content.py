@@ -18,10 +18,16 @@ def blocks(results: dict[str, Any], plots: list[tuple[str, str]]) -> list[Block]
         out.append(Paragraph(experiment["description"]))
     out.append(Paragraph(f"**Verdict:** {findings.headline(results)}."))
     out += _verdict_bullets(results)
-    out += [Image(f"plots/{name}", caption) for name, caption in plots[:1]]
+    images = {name: Image(f"plots/{name}", caption) for name, caption in plots}
+
+    def image(*names: str) -> list[Block]:
+        return [images[name] for name in names if name in images]
+
+    out += image("throughput.png")
     out += [Heading("Summary"), _summary_table(cells), Paragraph(_legend(experiment, cells))]
-    out += [Image(f"plots/{name}", caption) for name, caption in plots[1:]]
-    out += _latency_section(cells) + _overhead_section(cells) + _producer_section(results)
+    out += image("efficiency.png", "memory.png")
+    out += _latency_section(cells) + image("latency.png") + _overhead_section(cells) + image("overhead.png")
+    out += _producer_section(results)
     out += _redis_section(results) + _flower_section(cells) + _environment_section(results["environment"])
     return out
 

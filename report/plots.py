@@ -15,6 +15,8 @@ from typing import Any
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from report.findings import overheads
+
 Cell = dict[str, Any]
 COLOURS = {"prefork": "tab:blue", "threads": "tab:orange", "gevent": "tab:green", "eventlet": "tab:purple",
            "solo": "tab:gray"}  # fmt: skip
@@ -26,10 +28,15 @@ def workload_key(cell: Cell) -> str:
     return f"{cell['workload']}({params})" if params else cell["workload"]
 
 
+def baseline(cell: Cell) -> bool:
+    """A cell on the run's common settings (no per-cell knob), so its points belong on one curve."""
+    return not cell.get("settings") and not cell.get("worker_args")
+
+
 def throughput_cells(cells: Iterable[Cell]) -> list[Cell]:
-    """Cells that measure capacity against an ideal: a prefilled or burst queue, instrumentation on."""
+    """Baseline cells that measure capacity against an ideal: prefilled or burst queue, instrumentation on."""
     return [c for c in cells if c["arrival"] != "rate" and c["timing"] and c["throughput_per_s"] is not None
-            and c["ideal_per_s"] is not None]
+            and c["ideal_per_s"] is not None and baseline(c)]
 
 
 def write_all(cells: list[Cell], out: Path, verdict: str) -> list[tuple[str, str]]:
@@ -41,6 +48,7 @@ def write_all(cells: list[Cell], out: Path, verdict: str) -> list[tuple[str, str
         ("efficiency.png", "Efficiency (measured / ideal) vs concurrency; the 90 % goal dotted", _efficiency),
         ("memory.png", "Worker memory (USS of parent + children) vs concurrency", _memory),
         ("latency.png", "End-to-end and run-time latency percentiles per cell", _latency),
+        ("overhead.png", "Harness overhead: the same cell with the timing instrumentation on and off", _overhead),
     ):
         figure = draw(cells, verdict)
         if figure is not None:
@@ -141,7 +149,7 @@ def _efficiency(cells: list[Cell], _verdict: str) -> Figure | None:
 
 
 def _memory(cells: list[Cell], _verdict: str) -> Figure | None:
-    members = [c for c in cells if c["worker_memory_mb"] is not None and c["timing"]]
+    members = [c for c in cells if c["worker_memory_mb"] is not None and c["timing"] and baseline(c)]
     if not members:
         return None
     figure = Figure(figsize=(7, 4.4), layout="constrained")
@@ -176,4 +184,22 @@ def _latency(cells: list[Cell], _verdict: str) -> Figure | None:
     panels[0].set_yticks(range(len(members)), labels, fontsize=7)
     panels[0].invert_yaxis()
     figure.legend(*panels[1].get_legend_handles_labels(), loc="outside right upper")
+    return figure
+
+
+def _overhead(cells: list[Cell], _verdict: str) -> Figure | None:
+    pairs = overheads(cells)
+    if not pairs:
+        return None
+    figure = Figure(figsize=(2.2 + 1.6 * len(pairs), 3.8), layout="constrained")
+    axes = figure.add_subplot()
+    for i, pair in enumerate(pairs):
+        for offset, (side, colour) in enumerate((("on", "tab:orange"), ("off", "tab:gray"))):
+            axes.bar(i + (offset - 0.5) * 0.38, pair[side]["wall_per_s"], width=0.38, color=colour,
+                     label=f"timing {side}" if i == 0 else None)  # fmt: skip
+        axes.annotate(f"{pair['overhead']:+.1%}", (i, max(pair["on"]["wall_per_s"], pair["off"]["wall_per_s"])),
+                      textcoords="offset points", xytext=(0, 4), ha="center", fontsize=9)
+    axes.set_xticks(range(len(pairs)), [p["on"]["id"] for p in pairs], fontsize=7)
+    axes.set_ylabel("tasks / s (wall clock, median)")
+    axes.legend(fontsize=8, loc="lower right")
     return figure
