@@ -67,6 +67,17 @@ def experiment_run(file: Path, attach: bool, resume: Path | None, out: Path) -> 
     sys.exit(run_file(Settings.from_env(), file, attach, resume, out, Console()))
 
 
+@experiment.command("report")
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False, exists=True))
+def experiment_report(run_dir: Path) -> None:
+    """Re-render report.md/.html and the plots of RUN_DIR from its results.json (no measuring)."""
+    from report.build import rebuild
+
+    if not (run_dir / "results.json").is_file():
+        raise click.UsageError(f"{run_dir} has no results.json")
+    click.echo(f"wrote {rebuild(run_dir)}")
+
+
 def main() -> None:
     """Run the CLI, turning every expected error into one line on stderr and exit code 2."""
     try:

@@ -121,3 +121,10 @@ def test_attach_measures_the_running_worker_and_leaves_it_consuming(
     finally:
         app.close()
     assert worker.responds()
+
+
+def test_cli_report_needs_a_results_json(run_cli: Callable[..., subprocess.CompletedProcess[str]],
+                                         tmp_path: Path) -> None:
+    result = run_cli("experiment", "report", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"producer: error: {tmp_path} has no results.json"
