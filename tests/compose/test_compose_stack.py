@@ -82,7 +82,7 @@ def test_compose_up_runs_the_lab(project: pm.ComposeProject, capsys: pytest.Capt
     values = env_file_from_example(project.env_file, free_port())
     flower = FlowerClient(int(values["LAB_FLOWER_PORT"]), values["LAB_FLOWER_USER"], values["LAB_FLOWER_PASSWORD"])
     try:
-        with pm.phase("base image (debootstrap, cached)", times):
+        with pm.phase("base image (built if missing)", times):
             pm.ensure_base_image()
         with pm.phase("build lab + redis images", times):
             pm.build_images()
