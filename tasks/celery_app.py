@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from config import Settings
 from config.constants import DEFAULT_SQUARE_WORK
-from tasks import claims, ledger
+from tasks import claims, faults, ledger
 from tasks import work as workloads
 from tasks.app import make_app
 
 app = make_app(Settings.from_env())
 ledger.install(app)
+faults.register(app)  # tasks.spin, tasks.hold: only for fault and pool-limit tests
 
 
 @app.task(name="tasks.square")
