@@ -37,8 +37,8 @@ def env_file_from_example(path: Path, flower_port: int) -> dict[str, str]:
         if line.strip() and not line.startswith("#"):
             key, _, value = line.partition("=")
             values[key.strip()] = value.strip()
-    values.update(REDIS_PASSWORD=secrets.token_hex(16), LAB_FLOWER_PASSWORD=secrets.token_hex(16),
-                  LAB_FLOWER_PORT=str(flower_port), LAB_THREADS_CONCURRENCY="4", LAB_PREFORK_CONCURRENCY="2")
+    values.update({key: secrets.token_hex(16) for key in values if "PASSWORD" in key})
+    values.update(LAB_FLOWER_PORT=str(flower_port), LAB_THREADS_CONCURRENCY="4", LAB_PREFORK_CONCURRENCY="2")
     path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
     return values
 
