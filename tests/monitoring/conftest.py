@@ -1,7 +1,8 @@
 """One short run watched by the whole monitoring side: Flower, Prometheus, and (later) a browser.
 
-The stack is started once per session through the launcher (`running_stack(...,
-with_prometheus=True)`), on the session's Redis with its own queue prefix, and
+The stack is started once for this test package through the launcher (`running_stack(...,
+with_prometheus=True)`), with its own embedded Redis: Flower counts every event on its
+broker, so workers of other tests (also named `threads@<host>`) must not share it.
 Prometheus scrapes Flower every second. The run is `producer send --wait`, as a user
 types it; the fixture returns when Prometheus has scraped every task.
 """
@@ -24,7 +25,7 @@ from config.constants import DEFAULT_POOLS
 from stack.launcher import Stack, running_stack
 from stack.processes import wait_until
 from stack.prometheus import Prometheus
-from stack.redis_server import RedisServer, free_port
+from stack.redis_server import free_port
 from tests.monitoring.dashboard import ROOT
 
 SENT_PER_POOL = 300
@@ -68,11 +69,11 @@ def send_and_wait(settings: Settings, count: int) -> dict[str, object]:
     return dict(json.loads(result.stdout))
 
 
-@pytest.fixture(scope="session")
-def watched_run(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WatchedRun]:
+@pytest.fixture(scope="package")  # torn down after tests/monitoring, not left running for the rest
+def watched_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WatchedRun]:
     run_dir = tmp_path_factory.mktemp("watched-run")
     settings = Settings(
-        broker_url=redis_server.url, queue_prefix=f"m{uuid.uuid4().hex[:8]}", flower_port=free_port(),
+        broker_url=None, queue_prefix=f"m{uuid.uuid4().hex[:8]}", flower_port=free_port(),
         state_dir=run_dir / ".lab", concurrency={"threads": 4, "prefork": 2, "gevent": 50, "eventlet": 50, "solo": 1},
     )
     with running_stack(settings, run_dir, DEFAULT_POOLS, with_prometheus=True,
