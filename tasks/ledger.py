@@ -24,6 +24,7 @@ from celery import Celery, signals
 from config.constants import LEDGER_PREFIX, RUN_HEADER, SENT_HEADER
 
 TIMING_HEADER = "lab_timing"
+MAX_LEDGER_CONNECTIONS = 10_000  # at most one per concurrent task of a worker process
 _started: dict[str, float] = {}
 _clients: dict[int, redis.Redis] = {}
 
@@ -44,7 +45,10 @@ def install(app: Celery) -> None:
         """One pooled, thread-safe client per process (prefork children get their own)."""
         pid = os.getpid()
         if pid not in _clients:
-            _clients[pid] = redis.Redis.from_url(app.conf.lab_settings.require_broker(), socket_timeout=10)
+            # redis-py caps a pool at 100 connections by default; a threads worker at concurrency 128
+            # needs one per busy thread, or record_end fails with MaxConnectionsError (tasks look lost).
+            _clients[pid] = redis.Redis.from_url(app.conf.lab_settings.require_broker(), socket_timeout=10,
+                                                 max_connections=MAX_LEDGER_CONNECTIONS)
         return _clients[pid]
 
     @signals.task_prerun.connect(weak=False)
