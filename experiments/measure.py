@@ -28,6 +28,7 @@ from producer.tracking import Accounting, RunLedger, Timings, pending_in_broker
 from tasks.app import make_app
 
 POLL_S = 0.02
+LEDGER_ERROR = "record_end at"  # Celery logs "Signal handler <function ...record_end at 0x..> raised"
 DRAIN_EVERY_S = 1.0
 
 Progress = Callable[[int, int], None]
@@ -67,6 +68,7 @@ class CellRun:
     ideal_per_s: float | None
     rate_per_s: float | None
     repetitions: list[Repetition]
+    ledger_errors: int = 0  # failed ledger writes in the worker log: those tasks ran but look lost
 
 
 def measure_cell(ctx: Context, cell: Cell) -> CellRun:
@@ -78,7 +80,7 @@ def measure_cell(ctx: Context, cell: Cell) -> CellRun:
         ideal = ctx.ideal(cell, target.concurrency)
         rate = _arrival_rate(cell, ideal)
         reps = [run_repetition(ctx, cell, settings, target, rate) for _ in range(cell.repetitions)]
-    return CellRun(cell, target, _capped(ideal, rate), rate, reps)
+    return CellRun(cell, target, _capped(ideal, rate), rate, reps, _ledger_errors(ctx, cell))
 
 
 def worker_for(ctx: Context, cell: Cell, settings: Settings) -> contextlib.AbstractContextManager[targets.Target]:
@@ -184,6 +186,14 @@ def wait_for_end(ledger: RunLedger, expected: int, queues: list[str], on_progres
         if stalled or now - started > timeout_s:
             return now
         time.sleep(POLL_S)
+
+
+def _ledger_errors(ctx: Context, cell: Cell) -> int:
+    """How often the worker logged a failed ledger write (a started worker's log only)."""
+    try:
+        return (ctx.log_dir / f"worker-{cell.id}.log").read_text(errors="replace").count(LEDGER_ERROR)
+    except OSError:
+        return 0
 
 
 def purge(client: redis.Redis, queue: str) -> None:

@@ -57,6 +57,7 @@ def cell_result(run: CellRun) -> dict[str, Any]:
         "redis": _redis(reps),
         "flower": _flower(reps),
         "throughput_runs": [_round(_throughput(rep)) for rep in reps],
+        "ledger_write_errors": run.ledger_errors,
     }
     result["healthy"] = result["lost"] == 0 and result["duplicated"] == 0 and result["queued"] == 0
     return result

@@ -51,6 +51,10 @@ def _verdict_bullets(results: dict[str, Any]) -> list[Block]:
         f"{WARN} {totals['unhealthy_cells']} cell(s) with lost, duplicated or unfinished tasks (marked {WARN})"
     items.append(f"Accounting over all cells: sent {totals['sent']}, completed {totals['completed']}, failed "
                  f"{totals['failed']}, lost {totals['lost']}, duplicated {totals['duplicated']}: {status}.")
+    write_errors = sum(c.get("ledger_write_errors") or 0 for c in cells)
+    if write_errors:
+        items.append(f"{WARN} The workers logged {write_errors} failed ledger write(s): those tasks ran but could "
+                     "not be recorded, so they count as lost (see the cells' worker logs).")
     return [Bullets(tuple(items))]
 
 
