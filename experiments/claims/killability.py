@@ -1,0 +1,79 @@
+"""Claim 5: a thread cannot be killed from outside; a process can.
+
+A runaway task (`tasks.spin`, a pure-Python loop) meets the two tools Celery has
+for stopping one: a hard `time_limit`, and `revoke(terminate=True)`. Both work by
+signalling the pool child running the task, so both need a child process: on
+prefork the task ends early; on threads it runs to its own end.
+"""
+
+from __future__ import annotations
+
+import gc
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from config import Settings
+from producer.tracking import RunLedger
+from stack.processes import wait_until
+from stack.workers import Worker
+from tasks import connections, ledger
+from tasks.app import make_app
+
+RUNAWAY_S = 6.0
+LIMIT_S = 1
+
+
+@dataclass(frozen=True)
+class StopAttempt:
+    pool: str
+    method: str
+    reported_state: str
+    ran_to_end_s: float | None
+
+    @property
+    def killed(self) -> bool:
+        """The loop never reached its own end: the worker's ledger never saw the task return."""
+        return self.ran_to_end_s is None
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "killed": self.killed}
+
+
+def stop_runaway(settings: Settings, run_dir: Path, pool: str) -> list[StopAttempt]:
+    """Try a time limit, then revoke(terminate=True), each against a fresh runaway task."""
+    attempts = []
+    for method in (f"time_limit={LIMIT_S}s", "revoke(terminate=True)"):
+        worker = Worker(settings, pool, 2, run_dir / f"kill-{pool}.log").start()
+        app = make_app(settings)
+        try:
+            attempts.append(_attempt(app, settings, worker, method))
+        finally:
+            gc.collect()  # drop AsyncResults while their backend connection is still open
+            app.close()
+            worker.stop()
+    return attempts
+
+
+def _attempt(app: Celery, settings: Settings, worker: Worker, method: str) -> StopAttempt:
+    """Send one runaway, stop it, and wait past its natural end to see whether it returned."""
+    limit = {"time_limit": LIMIT_S} if method.startswith("time_limit") else {}
+    run_id = uuid.uuid4().hex[:12]
+    result = app.send_task("tasks.spin", args=[RUNAWAY_S], queue=settings.queue_for(worker.pool),
+                           headers=ledger.run_headers(run_id), **limit)
+    wait_until(lambda: _is_running(app, worker.name, result.id), 30, "the runaway task to start")
+    if not limit:
+        app.control.revoke(result.id, terminate=True, signal="SIGKILL")
+    run = RunLedger(connections.client(settings.require_broker()), run_id)
+    run.wait(1, timeout=RUNAWAY_S + 2)
+    run.drain_timings()
+    ran = run.timings.run_time.high if run.timings.count else None
+    return StopAttempt(worker.pool, method, str(result.state), ran)
+
+
+def _is_running(app: Celery, worker_name: str, task_id: str) -> bool:
+    active: dict[str, list[dict[str, Any]]] = app.control.inspect([worker_name], timeout=0.5).active() or {}
+    return any(task["id"] == task_id for task in active.get(worker_name, []))
