@@ -22,12 +22,15 @@ def cli() -> None:
     """Run the parts of the concurrency lab."""
 
 
-@cli.command()
+@cli.command(context_settings={"ignore_unknown_options": True})
 @click.argument("pool", type=click.Choice(POOLS))
 @click.option("--concurrency", "-c", type=click.IntRange(1, 10_000), default=None)
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 def worker(pool: str, concurrency: int | None, extra: tuple[str, ...]) -> None:
-    """Exec a Celery worker for POOL on its own queue (waits for Redis first)."""
+    """Exec a Celery worker for POOL on its own queue (waits for Redis first).
+
+    Any further options go to `celery worker` unchanged (e.g. `--max-tasks-per-child 1`).
+    """
     settings = Settings.from_env()
     wait_for_broker(settings.require_broker(), BROKER_WAIT_S)
     command = processes.worker_command(settings, pool, concurrency, extra)
