@@ -55,7 +55,7 @@ def _scenario(settings: Settings, run_dir: Path, scenario: str, tasks: int) -> M
         "prefork alone": {"prefork": threads_q},
         "shared queue": {"threads": threads_q, "prefork": threads_q},
         "routed": {"threads": threads_q, "prefork": prefork_q},
-    }[scenario]  # type: ignore[assignment]
+    }[scenario]
     square_to = "prefork" if scenario == "routed" else "threads"
     sleeps = round(tasks * SLEEP_SHARE)
     sleep_plan = SendPlan("sleep", sleeps, ("threads",), seconds=SLEEP_S)
