@@ -13,7 +13,9 @@ Cell = dict[str, Any]
 
 
 def _capacity(cells: Iterable[Cell]) -> list[Cell]:
-    return [c for c in cells if c["arrival"] != "rate" and c["timing"] and c["throughput_per_s"]]
+    """Capacity cells on the run's common settings (no per-cell knob)."""
+    return [c for c in cells if c["arrival"] != "rate" and c["timing"] and c["throughput_per_s"]
+            and not c.get("settings") and not c.get("worker_args")]
 
 
 def _pair(cells: list[Cell], workload: str, cores: int) -> tuple[Cell, Cell] | None:
@@ -46,12 +48,19 @@ def cpu_verdict(cells: list[Cell], cores: int) -> dict[str, Any] | None:
 
 
 def io_verdict(cells: list[Cell]) -> dict[str, Any] | None:
-    threads = [c for c in _capacity(cells) if c["workload"] == "sleep" and c["pool"] == "threads"]
+    sleeps = [c for c in _capacity(cells) if c["workload"] == "sleep"]
+    if not sleeps:
+        return None
+    slowest = max(c["params"].get("seconds", 0) for c in sleeps)  # the I/O-bound curve, not Celery's ceiling
+    group = [c for c in sleeps if c["params"].get("seconds", 0) == slowest]
+    threads = [c for c in group if c["pool"] == "threads"]
     if not threads:
         return None
-    top = max(threads, key=lambda c: c["concurrency"])
-    prefork = next((c for c in _capacity(cells) if c["workload"] == "sleep" and c["pool"] == "prefork"
-                    and c["concurrency"] == top["concurrency"]), None)  # fmt: skip
+    preforks = {c["concurrency"]: c for c in group if c["pool"] == "prefork"}
+    both = [c for c in threads if c["concurrency"] in preforks]
+    top = max(both or threads, key=lambda c: c["concurrency"])
+    threads = [c for c in threads if c["concurrency"] <= top["concurrency"]]
+    prefork = preforks.get(top["concurrency"])
     worst = min(threads, key=lambda c: c["efficiency"] or 0)
     return {
         "concurrency": top["concurrency"],

@@ -1,0 +1,121 @@
+"""claims.md / claims.html: one section per claim of the article, each with its plot, number and verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from report import html, markdown
+from report.document import Block, Bullets, Heading, Image, Paragraph, Table
+from report.plots import COLOURS
+
+Cells = list[dict[str, Any]]
+STATEMENTS = {
+    1: "The GIL lets one thread run Python at a time: CPU-bound threads stay at one core, processes scale.",
+    2: "Threads are fine for I/O-bound work: their throughput tracks concurrency / wait time.",
+    3: "Processes cost more memory than threads.",
+    4: "Processes are heavier to create: start-up grows with their number; recycling them costs throughput.",
+    5: "Threads cannot be killed from outside; processes can.",
+    6: "Threads share memory, processes do not; a crash takes down everything that shares the process.",
+}
+
+
+def _series_plot(cells: Cells, label: str, field: str, title: str, ylabel: str, ideal: bool = False) -> Figure:
+    figure = Figure(figsize=(6.5, 4))
+    axes = figure.subplots()
+    pools = sorted({c["pool"] for c in cells if c["label"] == label})
+    for pool in pools:
+        series = sorted((c for c in cells if c["label"] == label and c["pool"] == pool), key=lambda c: c["concurrency"])
+        xs = [c["concurrency"] for c in series]
+        axes.plot(xs, [c[field] for c in series], marker="o", color=COLOURS.get(pool), label=pool)
+        if ideal:
+            axes.plot(xs, [c["ideal_per_s"] for c in series], linestyle="--", color=COLOURS.get(pool), alpha=0.5,
+                      label=f"{pool} ideal")
+    axes.set_xscale("log", base=2)
+    axes.set(title=title, xlabel="concurrency", ylabel=ylabel)
+    axes.legend()
+    axes.grid(alpha=0.3)
+    return figure
+
+
+def _bars(labels: list[str], values: list[float], title: str, ylabel: str) -> Figure:
+    figure = Figure(figsize=(6.5, 4))
+    axes = figure.subplots()
+    bars = axes.bar(labels, values, color=[COLOURS.get(label.split()[0], "tab:gray") for label in labels])
+    axes.bar_label(bars, fmt="%.1f")
+    axes.set(title=title, ylabel=ylabel)
+    axes.tick_params(axis="x", labelrotation=20)
+    return figure
+
+
+def _plots(results: dict[str, Any], side: dict[str, Any]) -> dict[int | str, Figure]:
+    cells: Cells = results["cells"]
+    inproc = side["inprocess"]
+    runaway = side["runaway"]
+    crash = side["crash"]
+    return {
+        1: _series_plot(cells, "claim1", "throughput_per_s", "square: throughput vs concurrency", "tasks/s", True),
+        "1b": _bars([f"{r['pattern']} x{r['workers']}" for r in inproc], [r["throughput_per_s"] for r in inproc],
+                    "square without a queue (article's patterns)", "tasks/s"),
+        2: _series_plot(cells, "claim2", "throughput_per_s", "sleep: throughput vs concurrency", "tasks/s", True),
+        3: _series_plot(cells, "claim3", "worker_memory_mb", "worker memory (USS) vs concurrency", "MB"),
+        4: _series_plot(cells, "claim3", "startup_s", "worker start-up to ready vs concurrency", "seconds"),
+        5: _bars([f"{a['pool']} {a['method']}" for a in runaway],
+                 [a["ran_to_end_s"] or 0.0 for a in runaway], "runaway task: seconds it ran (0 = stopped)", "s"),
+        6: _bars([f"{c['pool']} acks_late={c['acks_late']}" for c in crash], [float(c["lost"]) for c in crash],
+                 "tasks lost when the interpreter crashed mid-run", "tasks"),
+        "mixed": _bars([m["scenario"] for m in side["mixed"]], [m["throughput_per_s"] for m in side["mixed"]],
+                       "mixed 80 % sleep / 20 % square", "tasks/s"),
+    }
+
+
+def _knob_table(cells: Cells) -> Table:
+    rows = [(c["label"].removeprefix("knob-"), c["pool"], f"{c['throughput_per_s']:.1f}",
+             f"{c.get('p99_s') or 0:.3f}", str(c["lost"]))
+            for c in sorted(cells, key=lambda c: (c["pool"], c["label"])) if c["label"].startswith("knob-")]
+    return Table(("knob", "pool", "tasks/s (median)", "p99 end to end (s)", "lost"), tuple(rows))
+
+
+def _blocks(results: dict[str, Any], side: dict[str, Any], found: list[dict[str, Any]],
+            images: dict[int | str, str]) -> list[Block]:
+    blocks: list[Block] = [
+        Heading("Every claim of the article, measured", 1),
+        Table(("claim", "verdict", "figure", "unit"),
+              tuple((str(v["claim"]), v["verdict"], str(v["figure"]), v["unit"]) for v in found)),
+    ]
+    for verdict in found:
+        claim = verdict["claim"]
+        blocks += [Heading(f"Claim {claim}: {STATEMENTS[claim]}"),
+                   Paragraph(f"**{verdict['verdict']}**: {verdict['figure']} {verdict['unit']}. {verdict['detail']}."),
+                   Image(images[claim], f"claim {claim}")]
+        if claim == 1:
+            blocks.append(Image(images["1b"], "the same work with threading/concurrent.futures/multiprocessing"))
+    mixed = side["mixed"]
+    blocks += [Heading("Routing a mixed workload"),
+               Paragraph("80 % sleep, 20 % square: one pool alone, both pools on one queue, or CPU tasks routed "
+                         "to prefork and I/O tasks to threads."),
+               Bullets(tuple(f"{m['scenario']}: {m['throughput_per_s']:.1f} tasks/s, lost {m['lost']}" for m in mixed)),
+               Image(images["mixed"], "mixed workload"),
+               Heading("Tuning knobs"), _knob_table(results["cells"]),
+               Paragraph("Free-threaded CPython (3.13t/3.14t) is not installable on this machine; the compose "
+                         "profile `freethreaded` builds a worker on it but is untested here.")]
+    return blocks
+
+
+def write_claims_report(results: dict[str, Any], side: dict[str, Any], found: list[dict[str, Any]],
+                        out: Path) -> Path:
+    plot_dir = out / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    images: dict[int | str, str] = {}
+    for key, figure in _plots(results, side).items():
+        name = f"claim-{key}.png"
+        figure.savefig(plot_dir / name, dpi=110, bbox_inches="tight")
+        images[key] = f"plots/{name}"
+    blocks = _blocks(results, side, found, images)
+    (out / "claims.md").write_text(markdown.render(blocks))
+    (out / "claims.html").write_text(html.render(blocks, "The article's claims, measured"))
+    return out / "claims.md"
+
+
