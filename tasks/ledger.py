@@ -62,7 +62,7 @@ def install(app: Celery) -> None:
         run_id = getattr(task.request, RUN_HEADER, None)
         if not run_id:
             return
-        pipe = client().pipeline(transaction=False)
+        pipe = client().pipeline(transaction=True)  # readers see the count and the timing line together
         pipe.hincrby(key(run_id, "count"), state or "UNKNOWN", 1)
         if getattr(task.request, TIMING_HEADER, True):
             sent = float(getattr(task.request, SENT_HEADER, None) or started)
