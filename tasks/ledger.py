@@ -2,7 +2,7 @@
 
 The producer stamps each message with a run id and its send time (message headers,
 so task signatures stay clean). When a task of a run ends, the worker adds, in one
-pipelined round trip:
+round trip (one MULTI/EXEC, so a reader never sees a count without its timing line):
 
 * `lab:run:<id>:count`   hash  state -> number of tasks that ended in that state
 * `lab:run:<id>:seen`    hash  task id -> times it ended (more than 1 = duplicate)
