@@ -94,8 +94,11 @@ def test_compose_up_runs_the_lab(project: pm.ComposeProject, capsys: pytest.Capt
             workers = wait_for_stack(project, flower)
         with pm.phase("healthchecks", times):
             check_healthchecks_and_persistence(project)
-        with pm.phase("producer: square + sleep on both pools", times):
-            run_producer_and_check_flower(project, flower, workers)
+        for task in TASKS:
+            with pm.phase(f"producer {task} on both pools", times):
+                run_producer(project, task)
+        with pm.phase("flower saw every task succeed", times):
+            check_flower_saw_every_task(project, flower, workers)
         with pm.phase("scale worker-threads=2", times):
             scale_threads_to_two(project, flower)
     except BaseException:
@@ -143,14 +146,18 @@ def check_healthchecks_and_persistence(project: pm.ComposeProject) -> None:
     assert out.split() == ["appendonly", "yes"]
 
 
-def run_producer_and_check_flower(project: pm.ComposeProject, flower: FlowerClient, workers: dict[str, str]) -> None:
-    """`compose run --rm producer send ... --wait`: every task done, and Flower saw each succeed."""
-    for task, extra in TASKS.items():
-        result = project.compose("run", "--rm", "-T", "producer", "send", "--task", task, "-n", str(SENT_PER_POOL),
-                                 "--pool", "both", *extra, "--wait", "--json", profile="producer")
-        summary = json.loads(result.stdout.strip().splitlines()[-1])
-        assert summary["sent"] == summary["completed"] == 2 * SENT_PER_POOL, summary
-        assert summary["failed"] == summary["lost"] == summary["duplicated"] == 0, summary
+def run_producer(project: pm.ComposeProject, task: str) -> None:
+    """`compose run --rm producer send ... --wait`: every task completed, none failed or lost."""
+    result = project.compose("run", "--rm", "-T", "producer", "send", "--task", task, "-n", str(SENT_PER_POOL),
+                             "--pool", "both", *TASKS[task], "--wait", "--json", profile="producer")
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["sent"] == summary["completed"] == 2 * SENT_PER_POOL, summary
+    assert summary["failed"] == summary["lost"] == summary["duplicated"] == 0, summary
+    assert project.containers("producer") == [], "`run --rm` must remove the producer container"
+
+
+def check_flower_saw_every_task(project: pm.ComposeProject, flower: FlowerClient, workers: dict[str, str]) -> None:
+    """Flower's task-succeeded counters per worker, and its task list, account for every task sent."""
     expected = {(f"tasks.{task}", worker): float(SENT_PER_POOL) for task in TASKS for worker in workers.values()}
     seen: dict[tuple[str, str], float] = {}
 
@@ -166,7 +173,6 @@ def run_producer_and_check_flower(project: pm.ComposeProject, flower: FlowerClie
     tasks = flower.get("/api/tasks", limit="1000").json()
     assert len(tasks) == 2 * len(TASKS) * SENT_PER_POOL
     assert {task["state"] for task in tasks.values()} == {"SUCCESS"}
-    assert project.containers("producer") == [], "`run --rm` must remove the producer container"
 
 
 def scale_threads_to_two(project: pm.ComposeProject, flower: FlowerClient) -> None:
