@@ -53,9 +53,10 @@ def make_app(settings: Settings) -> Celery:
         task_reject_on_worker_lost=settings.acks_late,
         # A task that raised or hit its time limit is done: ack it rather than redeliver it forever.
         task_acks_on_failure_or_timeout=True,
-        # A redelivered task whose result is already SUCCESS is acked without running again;
-        # this narrows duplicates to a crash between the task's end and its result being stored.
-        worker_deduplicate_successful_tasks=settings.results,
+        # Off on purpose: it acks a redelivered task whose result is already SUCCESS without running
+        # it, and without any signal, so a crash between storing the result and the ledger's record
+        # made that task look lost. The lab counts duplicates instead of hiding them.
+        worker_deduplicate_successful_tasks=False,
         # The same visibility timeout for consumers, producers and the result backend.
         broker_transport_options=transport,
         result_backend_transport_options=transport,

@@ -1,0 +1,65 @@
+"""Counting a fault test's tasks by id: sent, ended once, ended twice, still in Redis, lost."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import redis
+from celery import Celery
+
+from config import Settings
+from producer.publish import SendPlan, publish
+from producer.tracking import Accounting, RunLedger
+from tasks.faults import marks_key
+from tasks.ledger import key
+
+# About 5 ms of CPU per task: 600 tasks take a few seconds on two cores.
+SMALL_WORK = 60_000
+
+AT_LEAST_ONCE = (
+    "acks_late + redelivery after a crash is at-least-once delivery: a task that had finished "
+    "but was not yet acknowledged when its worker died runs again"
+)
+
+
+def send_squares(app: Celery, settings: Settings, pools: Sequence[str], count: int,
+                 work: int = SMALL_WORK) -> SendPlan:
+    plan = SendPlan("square", count, tuple(pools), work=work)
+    publish(app, settings, plan)
+    return plan
+
+
+def ended_once(client: redis.Redis, run_id: str) -> int:
+    """Distinct task ids that ended (duplicates counted once)."""
+    return int(client.hlen(key(run_id, "seen")))
+
+
+def account(client: redis.Redis, settings: Settings, plan: SendPlan) -> Accounting:
+    ledger = RunLedger(client, plan.run_id)
+    return ledger.account(plan.total, [settings.queue_for(pool) for pool in plan.pools])
+
+
+def report(acc: Accounting, what: str) -> str:
+    """One line for the test log: every figure, and why a duplicate can happen."""
+    line = (f"{what}: sent={acc.sent} completed={acc.completed} failed={acc.failed} "
+            f"duplicated={acc.duplicated} queued={acc.queued} lost={acc.lost}")
+    if acc.duplicated:
+        line += f" (duplicates: {AT_LEAST_ONCE})"
+    print(line)
+    return line
+
+
+def marks(client: redis.Redis, tag: str, event: str) -> list[tuple[str, int]]:
+    """(task id, pid) of every `tasks.hold` that reached `event` ('started' or 'finished')."""
+    entries = client.lrange(marks_key(tag, event), 0, -1)
+    pairs = [entry.decode().split() for entry in entries]
+    return [(task_id, int(pid)) for task_id, pid in pairs]
+
+
+def unacked_for(client: redis.Redis, queues: Sequence[str]) -> int:
+    """Messages delivered to a worker and not acknowledged, for these queues."""
+    count = 0
+    for _, payload in client.hscan_iter("unacked"):
+        count += json.loads(payload)[2] in queues
+    return count
