@@ -15,6 +15,7 @@ instrumentation: a run may turn them off (`timing=False`) to measure their cost.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -27,6 +28,7 @@ TIMING_HEADER = "lab_timing"
 MAX_LEDGER_CONNECTIONS = 10_000  # at most one per concurrent task of a worker process
 _started: dict[str, float] = {}
 _clients: dict[int, redis.Redis] = {}
+_clients_lock = threading.Lock()
 
 
 def key(run_id: str, part: str) -> str:
@@ -38,17 +40,22 @@ def run_headers(run_id: str, timing: bool = True) -> dict[str, Any]:
     return {RUN_HEADER: run_id, TIMING_HEADER: timing}
 
 
+def _new_client(app: Celery) -> redis.Redis:
+    # redis-py caps a pool at 100 connections by default; a threads worker at concurrency 128
+    # needs one per busy thread, or record_end fails with MaxConnectionsError (tasks look lost).
+    return redis.Redis.from_url(app.conf.lab_settings.require_broker(), socket_timeout=10,
+                                max_connections=MAX_LEDGER_CONNECTIONS)
+
+
 def install(app: Celery) -> None:
     """Connect the ledger to the worker's task signals (no I/O happens here)."""
 
     def client() -> redis.Redis:
         """One pooled, thread-safe client per process (prefork children get their own)."""
         pid = os.getpid()
-        if pid not in _clients:
-            # redis-py caps a pool at 100 connections by default; a threads worker at concurrency 128
-            # needs one per busy thread, or record_end fails with MaxConnectionsError (tasks look lost).
-            _clients[pid] = redis.Redis.from_url(app.conf.lab_settings.require_broker(), socket_timeout=10,
-                                                 max_connections=MAX_LEDGER_CONNECTIONS)
+        with _clients_lock:  # two threads building clients at once: the loser's is closed by GC mid-use
+            if pid not in _clients:
+                _clients[pid] = _new_client(app)
         return _clients[pid]
 
     @signals.task_prerun.connect(weak=False)
