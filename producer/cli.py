@@ -44,6 +44,9 @@ def send(workload: str, count: int, pools: str, work: int | None, seconds: float
         click.echo(json.dumps(report.as_dict()))
     else:
         console.print(summary_table(report))
+    if report.sent.interrupted:  # SIGINT/SIGTERM: every batch counted as sent is in Redis, no other
+        click.echo(f"producer: interrupted: sent {report.sent.total} of {plan.total} (run {plan.run_id})", err=True)
+        sys.exit(130)
     if report.accounting and (report.accounting.lost or report.accounting.failed):
         sys.exit(EXIT_FAILURE)
 

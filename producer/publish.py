@@ -13,7 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from celery import Celery
+from kombu.exceptions import BatchPublishError, OperationalError
 
 from config import Settings
 from config.constants import (
@@ -23,8 +25,12 @@ from config.constants import (
     SENT_HEADER,
     TASK_NAMES,
 )
-from tasks import ledger
+from producer.interrupts import deferred_interrupts
+from tasks import connections, ledger
 from tasks.work import check_int, check_seconds
+
+# How long a batch waits for Redis to come back before the run gives up (exit 2).
+BROKER_RETRY_S = 60.0
 
 
 class PlanError(ValueError):
@@ -85,6 +91,7 @@ class SendResult:
     run_id: str
     sent: dict[str, int]
     elapsed_s: float
+    interrupted: bool = False
 
     @property
     def total(self) -> int:
@@ -97,32 +104,51 @@ class SendResult:
 
 def publish(app: Celery, settings: Settings, plan: SendPlan,
             on_sent: Callable[[int], None] | None = None) -> SendResult:
-    """Send the plan's tasks, round-robin over its pools, burst or at `plan.rate` per second."""
+    """Send the plan's tasks, round-robin over its pools, burst or at `plan.rate` per second.
+
+    SIGINT/SIGTERM stop it at the next batch boundary (`SendResult.interrupted`); a batch
+    that failed because Redis went away is sent again, with the same task ids, once Redis
+    answers (at-least-once: if it had in fact arrived, the ledger reports duplicates).
+    """
     sent = {pool: 0 for pool in plan.pools}
     headers = ledger.run_headers(plan.run_id, plan.timing)
     name = TASK_NAMES[plan.workload]
     started = time.monotonic()
-    with app.producer_or_acquire() as producer:
+    with app.producer_or_acquire() as producer, deferred_interrupts() as stop:
         done = 0
-        while done < plan.total:
+        while done < plan.total and not stop.requested:
             size = _next_chunk(plan, done, started)
-            with producer.batch(max_size=size + 1):
-                for index in range(done, done + size):
-                    pool = plan.pools[index % len(plan.pools)]
-                    _send_one(app, producer, settings, plan, name, pool, index, headers)
+            ids = [str(uuid.uuid4()) for _ in range(size)]
+            _send_chunk_until_sent(app, producer, settings, plan, name, done, ids, headers)
             for index in range(done, done + size):
                 sent[plan.pools[index % len(plan.pools)]] += 1
             done += size
             if on_sent:
                 on_sent(size)
-    return SendResult(plan.run_id, sent, time.monotonic() - started)
+    return SendResult(plan.run_id, sent, time.monotonic() - started, interrupted=stop.requested)
+
+
+def _send_chunk_until_sent(app: Celery, producer: Any, settings: Settings, plan: SendPlan, name: str,
+                           first: int, ids: list[str], headers: dict[str, Any]) -> None:
+    """One pipelined batch; if Redis went away mid-batch, wait for it and send the batch again."""
+    deadline = time.monotonic() + BROKER_RETRY_S
+    while True:
+        try:
+            with producer.batch(max_size=len(ids) + 1):
+                for offset, task_id in enumerate(ids):
+                    index = first + offset
+                    pool = plan.pools[index % len(plan.pools)]
+                    _send_one(app, producer, settings, plan, name, pool, index, headers, task_id)
+            return
+        except (BatchPublishError, OperationalError, redis.ConnectionError):
+            connections.wait_for_broker(settings.require_broker(), max(0.0, deadline - time.monotonic()))
 
 
 def _send_one(app: Celery, producer: Any, settings: Settings, plan: SendPlan, name: str,
-              pool: str, index: int, headers: dict[str, Any]) -> None:
+              pool: str, index: int, headers: dict[str, Any], task_id: str) -> None:
     args, kwargs = plan.task_arguments(index // len(plan.pools))
     app.send_task(
-        name, args=args, kwargs=kwargs, queue=settings.queue_for(pool), producer=producer,
+        name, args=args, kwargs=kwargs, queue=settings.queue_for(pool), producer=producer, task_id=task_id,
         headers={**headers, SENT_HEADER: time.time()},
     )
 

@@ -68,7 +68,7 @@ def run(settings: Settings, plan: SendPlan, wait: bool, timeout: float, console:
 
             sent = publish(app, settings, plan, on_sent)
             report = RunReport(plan, sent)
-            if wait:
+            if wait and not sent.interrupted:  # stopped by SIGINT/SIGTERM: report what went out
                 _wait(settings, plan, report, timeout, progress)
         return report
     finally:

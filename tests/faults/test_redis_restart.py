@@ -1,0 +1,73 @@
+"""Redis restarted mid-run (AOF on): workers and producer reconnect on their own, 0 lost.
+
+And a producer started while Redis is down says so in one line, exits 2 and sends nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from config import Settings
+from stack.processes import wait_until
+from stack.redis_server import RedisServer
+from stack.workers import Worker
+from tests.faults.ledgers import AT_LEAST_ONCE, SMALL_WORK
+
+ROOT = Path(__file__).resolve().parents[2]
+PER_POOL = 300
+
+
+def producer(settings: Settings, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, **settings.to_env(), "COLUMNS": "200"}
+    return subprocess.Popen([sys.executable, "-m", "producer", "send", *args], env=env, cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def done_so_far(client: redis.Redis) -> int:
+    """Tasks ended in any run on this private server (there is one run)."""
+    try:
+        return sum(int(client.hlen(k)) for k in client.scan_iter("lab:run:*:seen"))
+    except redis.ConnectionError:
+        return 0
+
+
+@pytest.mark.slow
+def test_redis_restarted_mid_run_loses_nothing(
+    settings: Settings, private_redis: RedisServer, start_worker: Callable[..., Worker], redis_client: redis.Redis
+) -> None:
+    workers = [start_worker("threads"), start_worker("prefork")]
+    # At a fixed rate the producer is still sending when Redis goes away.
+    run = producer(settings, "--task", "square", "--work", str(SMALL_WORK), "-n", str(PER_POOL), "--pool", "both",
+                   "--rate", "150", "--wait", "--timeout", "90", "--json")
+    wait_until(lambda: done_so_far(redis_client) >= 100, 60, "a hundred tasks done")
+    private_redis.restart()
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err[-2000:]
+    summary = json.loads(out)
+    print(f"redis restart: {summary}" + (f" (duplicates: {AT_LEAST_ONCE})" if summary["duplicated"] else ""))
+    assert summary["sent"] == 2 * PER_POOL
+    assert (summary["lost"], summary["failed"], summary["queued"]) == (0, 0, 0)
+    assert summary["completed"] == summary["sent"] + summary["duplicated"]
+    assert all(worker.process is not None and worker.process.poll() is None for worker in workers)
+
+
+def test_producer_with_redis_down_exits_2_and_sends_nothing(
+    settings: Settings, private_redis: RedisServer, redis_client: redis.Redis
+) -> None:
+    private_redis.stop()
+    run = producer(settings, "--task", "square", "-n", "50", "--pool", "both")
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 2
+    assert err.strip().splitlines() == [err.strip()]
+    assert err.startswith("producer: error: broker unreachable")
+    assert private_redis.password not in err
+    private_redis.start()  # same port, same AOF: had anything been sent, it would be here
+    assert [settings.queue_for(p) for p in ("threads", "prefork") if redis_client.llen(settings.queue_for(p))] == []
