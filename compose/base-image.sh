@@ -4,6 +4,7 @@
 # debootstrap makes a root filesystem from Debian's packages and `podman import` turns it
 # into an image. Podman's storage keeps it, so later runs skip this step.
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"   # debootstrap lives in sbin
 IMAGE="${1:-localhost/debian:bookworm-py}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 . "$(dirname "$0")/podman-env.sh"

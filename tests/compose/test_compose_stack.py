@@ -96,7 +96,7 @@ def test_compose_up_runs_the_lab(project: pm.ComposeProject, capsys: pytest.Capt
             check_healthchecks_and_persistence(project)
         for task in TASKS:
             with pm.phase(f"producer {task} on both pools", times):
-                run_producer(project, task)
+                times[f"(of which the producer's own send + wait for {task})"] = run_producer(project, task)
         with pm.phase("flower saw every task succeed", times):
             check_flower_saw_every_task(project, flower, workers)
         with pm.phase("scale worker-threads=2", times):
@@ -146,14 +146,18 @@ def check_healthchecks_and_persistence(project: pm.ComposeProject) -> None:
     assert out.split() == ["appendonly", "yes"]
 
 
-def run_producer(project: pm.ComposeProject, task: str) -> None:
-    """`compose run --rm producer send ... --wait`: every task completed, none failed or lost."""
+def run_producer(project: pm.ComposeProject, task: str) -> float:
+    """`compose run --rm producer send ... --wait`: every task completed, none failed or lost.
+
+    Returns the producer's own elapsed time, to tell a slow stack from a slow container start.
+    """
     result = project.compose("run", "--rm", "-T", "producer", "send", "--task", task, "-n", str(SENT_PER_POOL),
                              "--pool", "both", *TASKS[task], "--wait", "--json", profile="producer")
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["sent"] == summary["completed"] == 2 * SENT_PER_POOL, summary
     assert summary["failed"] == summary["lost"] == summary["duplicated"] == 0, summary
     assert project.containers("producer") == [], "`run --rm` must remove the producer container"
+    return float(summary["elapsed_s"])
 
 
 def check_flower_saw_every_task(project: pm.ComposeProject, flower: FlowerClient, workers: dict[str, str]) -> None:
