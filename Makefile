@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps system-deps-monitoring system-deps-bench bench bench-full up demo test test-fast test-compose test-monitoring lint clean
+.PHONY: setup system-deps system-deps-monitoring system-deps-bench bench bench-full claims up demo test test-fast test-compose test-monitoring lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,12 @@ system-deps-bench:   ## redis-benchmark (Debian redis-tools) for the Redis ops/s
 bench: setup system-deps-bench  ## config/experiments/quick.toml (< 3 min) -> results/quick/<timestamp>/report.md
 	$(BIN)/producer experiment run config/experiments/quick.toml
 
-bench-full: setup system-deps-bench  ## config/experiments/full.toml (< 1 h) -> results/full/<timestamp>/report.md
+bench-full: setup system-deps-bench  ## full.toml, then every claim at full size: results/full/ and results/claims-full/
 	$(BIN)/producer experiment run config/experiments/full.toml
+	$(BIN)/producer experiment claims config/experiments/claims-full.toml
+
+claims: setup        ## every claim of the article, small (< 15 min) -> results/claims/<timestamp>/verdicts.json
+	$(BIN)/producer experiment claims config/experiments/claims.toml
 
 up: setup            ## the native stack in the foreground (Ctrl-C stops it); MONITORING=1 adds Prometheus
 	$(BIN)/lab up $(if $(filter 1 yes true,$(MONITORING)),--monitoring)

@@ -81,6 +81,17 @@ def experiment_report(run_dir: Path) -> None:
     click.echo(f"wrote {rebuild(run_dir)}")
 
 
+@experiment.command("claims")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False),
+                default=Path("config/experiments/claims.toml"))
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("results"))
+def experiment_claims(file: Path, out: Path) -> None:
+    """Measure every claim of the article: the FILE sweep plus the side experiments -> verdicts.json."""
+    from experiments.claims.run import run_claims
+
+    run_claims(Settings.from_env(), file, out, Console())
+
+
 def main() -> None:
     """Run the CLI, turning every expected error into one line on stderr and exit code 2."""
     try:

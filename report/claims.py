@@ -63,7 +63,7 @@ def _plots(results: dict[str, Any], side: dict[str, Any]) -> dict[int | str, Fig
         3: _series_plot(cells, "claim3", "worker_memory_mb", "worker memory (USS) vs concurrency", "MB"),
         4: _series_plot(cells, "claim3", "startup_s", "worker start-up to ready vs concurrency", "seconds"),
         5: _bars([f"{a['pool']} {a['method']}" for a in runaway],
-                 [a["ran_to_end_s"] or 0.0 for a in runaway], "runaway task: seconds it ran (0 = stopped)", "s"),
+                 [a["ran_s"] or 0.0 for a in runaway], "runaway task: seconds it ran (0 = never returned)", "s"),
         6: _bars([f"{c['pool']} acks_late={c['acks_late']}" for c in crash], [float(c["lost"]) for c in crash],
                  "tasks lost when the interpreter crashed mid-run", "tasks"),
         "mixed": _bars([m["scenario"] for m in side["mixed"]], [m["throughput_per_s"] for m in side["mixed"]],

@@ -32,12 +32,12 @@ class StopAttempt:
     pool: str
     method: str
     reported_state: str
-    ran_to_end_s: float | None
+    ran_s: float | None  # how long the task body ran, from the ledger; None if it never returned
 
     @property
     def killed(self) -> bool:
-        """The loop never reached its own end: the worker's ledger never saw the task return."""
-        return self.ran_to_end_s is None
+        """Stopped well before the loop's own end (a child killed mid-task may never report at all)."""
+        return self.ran_s is None or self.ran_s < RUNAWAY_S * 0.75
 
     def as_dict(self) -> dict[str, object]:
         return {**asdict(self), "killed": self.killed}
@@ -70,7 +70,7 @@ def _attempt(app: Celery, settings: Settings, worker: Worker, method: str) -> St
     run = RunLedger(connections.client(settings.require_broker()), run_id)
     run.wait(1, timeout=RUNAWAY_S + 2)
     run.drain_timings()
-    ran = run.timings.run_time.high if run.timings.count else None
+    ran = run.timings.run_time.high if run.timings.count else None  # a SIGTERMed child may still report
     return StopAttempt(worker.pool, method, str(result.state), ran)
 
 

@@ -1,0 +1,113 @@
+"""One verdict per claim, each with the number it rests on.
+
+Inputs are plain dicts: the sweep's `results.json` cells (by label) and the
+side experiments' results, so a verdict can be recomputed from files alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+Cell = Mapping[str, Any]
+Verdict = dict[str, Any]
+
+
+def _cells(cells: Iterable[Cell], label: str, **match: Any) -> list[Cell]:
+    return [c for c in cells if c["label"] == label and all(c.get(k) == v for k, v in match.items())]
+
+
+def _by_concurrency(cells: Iterable[Cell]) -> dict[int, Cell]:
+    return {int(c["concurrency"]): c for c in cells}
+
+
+def _verdict(claim: int, holds: bool, partly: bool, figure: float | None, unit: str, detail: str) -> Verdict:
+    verdict = "holds" if holds else "partly" if partly else "does not hold"
+    return {"claim": claim, "verdict": verdict, "figure": None if figure is None else round(figure, 3),
+            "unit": unit, "detail": detail}
+
+
+def gil(cells: list[Cell], cores: int, inprocess: list[Mapping[str, Any]]) -> Verdict:
+    """Claim 1: prefork/threads square throughput at concurrency = cores; threads flat across concurrency."""
+    threads = _by_concurrency(_cells(cells, "claim1", pool="threads"))
+    prefork = _by_concurrency(_cells(cells, "claim1", pool="prefork"))
+    c = min(cores, max(threads))
+    ratio = prefork[c]["throughput_per_s"] / threads[c]["throughput_per_s"]
+    flat = max(t["throughput_per_s"] for t in threads.values()) / threads[1]["throughput_per_s"]
+    in_threads = max((r["throughput_per_s"] for r in inprocess if "Thread" in r["pattern"]), default=0.0)
+    in_procs = max((r["throughput_per_s"] for r in inprocess if "Process" in r["pattern"]), default=0.0)
+    detail = (f"square at concurrency {c}: prefork {prefork[c]['throughput_per_s']:.1f}/s vs threads "
+              f"{threads[c]['throughput_per_s']:.1f}/s; threads best/1-thread = {flat:.2f}; in-process best: "
+              f"threads {in_threads:.1f}/s, processes {in_procs:.1f}/s")
+    holds = ratio >= 0.8 * min(c, cores) and flat <= 1.25
+    return _verdict(1, holds, ratio >= 1.3, ratio, "x (prefork/threads square throughput)", detail)
+
+
+def io(cells: list[Cell]) -> Verdict:
+    """Claim 2: threads sleep throughput tracks concurrency / seconds up to 256."""
+    threads = _by_concurrency(_cells(cells, "claim2", pool="threads"))
+    worst = min(c["efficiency"] for c in threads.values())
+    top = max(threads)
+    rates = ", ".join(f"c={k}: {v['throughput_per_s']:.0f}/s ({v['efficiency']:.0%})"
+                      for k, v in sorted(threads.items()))
+    gevent = _cells(cells, "claim2", pool="gevent")
+    extra = f"; gevent c={gevent[0]['concurrency']}: {gevent[0]['efficiency']:.0%} of ideal" if gevent else ""
+    return _verdict(2, worst >= 0.9, worst >= 0.7, worst, f"lowest efficiency of threads sleep up to c={top}",
+                    f"threads sleep: {rates}{extra}")
+
+
+def memory(cells: list[Cell]) -> Verdict:
+    """Claim 3: prefork/threads worker memory (USS) at the largest concurrency both ran."""
+    threads = _by_concurrency(_cells(cells, "claim3", pool="threads"))
+    prefork = _by_concurrency(_cells(cells, "claim3", pool="prefork"))
+    c = max(set(threads) & set(prefork))
+    ratio = prefork[c]["worker_memory_mb"] / threads[c]["worker_memory_mb"]
+    per_task = {pool: _by_concurrency(_cells(cells, "claim3", pool=pool)).get(c) for pool in
+                ("threads", "prefork", "gevent", "eventlet")}
+    detail = "; ".join(f"{pool} {cell['worker_memory_mb']:.0f} MB "
+                       f"({cell['worker_memory_mb'] / c:.2f} MB per in-flight task)"
+                       for pool, cell in per_task.items() if cell)
+    return _verdict(3, ratio >= 2, ratio > 1.2, ratio, f"x (prefork/threads memory at concurrency {c})",
+                    f"USS of the whole worker at c={c}: {detail}")
+
+
+def startup(cells: list[Cell]) -> Verdict:
+    """Claim 4: prefork start-up grows with concurrency; recycling children costs throughput."""
+    threads = _by_concurrency(_cells(cells, "claim3", pool="threads"))
+    prefork = _by_concurrency(_cells(cells, "claim3", pool="prefork"))
+    c = max(set(threads) & set(prefork))
+    ratio = prefork[c]["startup_s"] / threads[c]["startup_s"]
+    keep = _cells(cells, "claim4", pool="prefork")[0]["throughput_per_s"]
+    recycle = _cells(cells, "claim4-recycle", pool="prefork")[0]["throughput_per_s"]
+    cost = 1 - recycle / keep
+    detail = (f"start-up to ready at c={c}: prefork {prefork[c]['startup_s']:.2f} s, "
+              f"threads {threads[c]['startup_s']:.2f} s; max_tasks_per_child=1 cuts short-task throughput "
+              f"from {keep:.0f}/s to {recycle:.0f}/s ({cost:.0%})")
+    return _verdict(4, ratio >= 1.5 and cost >= 0.2, ratio > 1.1 or cost >= 0.2, ratio,
+                    f"x (prefork/threads start-up time at concurrency {c})", detail)
+
+
+def killable(attempts: list[Mapping[str, Any]]) -> Verdict:
+    """Claim 5: the threads pool cannot stop a runaway task; prefork can."""
+    threads_killed = any(a["killed"] for a in attempts if a["pool"] == "threads")
+    prefork_killed = all(a["killed"] for a in attempts if a["pool"] == "prefork")
+    detail = "; ".join(f"{a['pool']} {a['method']}: {'stopped' if a['killed'] else 'ran to its end'} "
+                       f"(backend said {a['reported_state']})" for a in attempts)
+    return _verdict(5, not threads_killed and prefork_killed, not threads_killed, float(threads_killed),
+                    "threads pool killed the runaway task (1 yes, 0 no)", detail)
+
+
+def shared(states: list[Mapping[str, Any]], crashes: list[Mapping[str, Any]]) -> Verdict:
+    """Claim 6: threads share module state and die together; prefork children do not."""
+    by_pool = {s["pool"]: s for s in states}
+    threads_shared = by_pool["threads"]["shared"] and not by_pool["prefork"]["shared"]
+    crash = {(c["pool"], c["acks_late"]): c for c in crashes}
+    died_together = crash[("threads", True)]["worker_died"] and not crash[("prefork", True)]["worker_died"]
+    lost_early = crash[("threads", False)]["lost"]
+    detail = (f"bump: threads saw {by_pool['threads']['processes_seen']} process(es), count up to "
+              f"{by_pool['threads']['largest_count_seen']}; prefork {by_pool['prefork']['processes_seen']} processes, "
+              f"count up to {by_pool['prefork']['largest_count_seen']}. os._exit: "
+              + "; ".join(f"{c['pool']} acks_late={c['acks_late']}: worker died={c['worker_died']}, lost {c['lost']}"
+                          for c in crashes))
+    return _verdict(6, threads_shared and died_together, threads_shared or died_together, float(lost_early),
+                    "tasks lost when a threads worker crashed with early acks", detail)
