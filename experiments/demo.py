@@ -17,7 +17,9 @@ from stack.launcher import Stack, running_stack
 from tasks import connections
 
 DEMO_CONCURRENCY = 4
-DEMO_TASKS = {"square": 300, "sleep": 200}
+DEMO_TASKS = {"square": 150, "sleep": 200}
+# ~25 ms of CPU per square: long enough that Celery's own per-task work does not hide the GIL's effect.
+DEMO_SQUARE_WORK = 300_000
 SLEEP_SECONDS = 0.1
 
 
@@ -25,7 +27,7 @@ def run_demo(settings: Settings, out: Path) -> dict[str, object]:
     console = Console(width=None if sys.stdout.isatty() else 160)
     settings = settings.replace(concurrency={**settings.concurrency, "threads": DEMO_CONCURRENCY,
                                              "prefork": DEMO_CONCURRENCY})
-    task_cpu_s = square_cpu_seconds()
+    task_cpu_s = square_cpu_seconds(DEMO_SQUARE_WORK)
     with running_stack(settings, out / "stack", flower_port=0 if settings.flower_port == 5555 else None) as stack:
         s = stack.settings
         console.print(f"Flower: {s.flower_url}  user={s.flower_user} password={s.flower_password}")
@@ -43,7 +45,7 @@ def run_demo(settings: Settings, out: Path) -> dict[str, object]:
 
 def measure(stack: Stack, pool: str, workload: str, task_cpu_s: float, console: Console) -> dict[str, object]:
     """Send one burst to one pool, wait for it, and compare its drain rate with the ideal."""
-    plan = SendPlan(workload, DEMO_TASKS[workload], (pool,), seconds=SLEEP_SECONDS)
+    plan = SendPlan(workload, DEMO_TASKS[workload], (pool,), work=DEMO_SQUARE_WORK, seconds=SLEEP_SECONDS)
     console.print(f"[bold]{workload} on {pool}[/bold] ({plan.count} tasks)")
     report = run(stack.settings, plan, wait=True, timeout=300, console=console)
     worker = stack.workers[pool]
