@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -35,6 +36,8 @@ def cli() -> None:
 def send(workload: str, count: int, pools: str, work: int | None, seconds: float, rate: float | None,
          wait: bool, timeout: float, as_json: bool) -> None:
     """Enqueue COUNT tasks to each chosen pool's queue."""
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise click.BadParameter(f"must be a positive number of seconds, got {timeout}", param_hint="'--timeout'")
     settings = Settings.from_env()
     extra = {"work": work} if work is not None else {}
     plan = SendPlan(workload, count, parse_pools(pools), seconds=seconds, rate=rate, **extra)  # type: ignore[arg-type]

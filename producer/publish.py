@@ -62,6 +62,8 @@ class SendPlan:
             raise ValueError(f"unknown task {self.workload!r}; expected one of {', '.join(TASK_NAMES)}")
         if not self.pools:
             raise ValueError("no pool given")
+        if len(set(self.pools)) != len(self.pools):
+            raise ValueError(f"a pool is listed twice in {','.join(self.pools)!r}")
         for pool in self.pools:
             if pool not in POOLS:
                 raise ValueError(f"unknown pool {pool!r}; expected one of {', '.join(POOLS)} or both")

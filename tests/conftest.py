@@ -58,7 +58,13 @@ def app(settings: Settings) -> Iterator[object]:
     yield celery_app
     # AsyncResults left for the garbage collector unsubscribe from Redis in __del__; with the
     # session's Redis already stopped that retries for 20 s each and the session hangs at exit.
+    # Some stay referenced (a failed get() keeps its traceback, and the test's frame, alive), so
+    # also close the result subscription: their __del__ then has nothing to unsubscribe from.
     gc.collect()
+    consumer = getattr(celery_app.backend, "result_consumer", None)
+    if consumer is not None and consumer._pubsub is not None:
+        consumer.stop()
+        consumer._pubsub = None
     celery_app.close()
 
 

@@ -50,6 +50,21 @@ def test_round_trip_through_child_environment() -> None:
         ("LAB_RESULTS", "maybe", "expected true/false"),
         ("LAB_FLOWER_PASSWORD", "short", "at least 8"),
         ("LAB_QUEUE_PREFIX", "a b", "queue prefix"),
+        # faults/bad-input table (docs/faults.md)
+        ("LAB_BROKER_URL", "redis://:pw@127.0.0.1:99999/0", "malformed broker URL"),
+        ("LAB_BROKER_URL", "redis://:pw@[::1/0", "malformed broker URL"),
+        ("LAB_BROKER_URL", "redis://:pw@127.0.0.1:0/0", "has port 0"),
+        ("LAB_BROKER_URL", "127.0.0.1:6379", "must start with redis://"),
+        ("LAB_VISIBILITY_TIMEOUT", "0", "between 1 and"),
+        ("LAB_VISIBILITY_TIMEOUT", "-5", "between 1 and"),
+        ("LAB_VISIBILITY_TIMEOUT", "nan", "expected an integer"),
+        ("LAB_VISIBILITY_TIMEOUT", "inf", "expected an integer"),
+        ("LAB_VISIBILITY_TIMEOUT", "99999999999", "between 1 and"),
+        ("LAB_PREFETCH_MULTIPLIER", "-1", "between 0 and"),
+        ("LAB_PREFETCH_MULTIPLIER", "four", "expected an integer"),
+        ("LAB_FLOWER_PORT", "0", "between 1 and 65535"),
+        ("LAB_ACKS_LATE", "2", "expected true/false"),
+        ("LAB_FLOWER_USER", "a:b", "flower user"),
     ],
 )
 def test_bad_settings_are_one_clear_line(variable: str, value: str, message: str) -> None:

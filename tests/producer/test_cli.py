@@ -35,6 +35,21 @@ def queued(client: redis.Redis, settings: Settings) -> int:
         (["--rate", "0"], "rate must be positive"),
         (["--rate", "nan"], "rate must be a finite number"),
         (["--frobnicate"], "No such option"),
+        # faults/bad-input table (docs/faults.md): non-numeric, NaN, inf, huge, wrong type, duplicates
+        (["-n", "inf"], "is not a valid integer"),
+        (["-n", "1e3"], "is not a valid integer"),
+        (["--work", "nan"], "is not a valid integer"),
+        (["--work", "1.5"], "is not a valid integer"),
+        (["--work", "100000001"], "work must be between"),
+        (["--rate", "-5"], "rate must be a finite number"),
+        (["--rate", "inf"], "rate must be a finite number"),
+        (["--task", "sleep", "--seconds", "1e9"], "seconds must be a finite number"),
+        (["--task", "sleep", "--seconds", "soon"], "is not a valid float"),
+        (["--timeout", "-1"], "must be a positive number of seconds"),
+        (["--timeout", "nan"], "must be a positive number of seconds"),
+        (["--pool", "threads,threads"], "listed twice"),
+        (["--pool", "THREADS"], "unknown pool 'THREADS'"),
+        (["--task", "Square"], "unknown task 'Square'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_enqueued(

@@ -36,6 +36,19 @@ BAD_CALLS = [
     ("tasks.sleep", {"seconds": 1e9}, "finite number"),
     ("tasks.sleep", {"seconds": "soon"}, "must be a number"),
     ("tasks.sleep", {"secs": 1}, "unexpected keyword"),
+    # faults/bad-input table (docs/faults.md): zero is fine, these are not
+    ("tasks.square", {"x": 2.5}, "x must be an integer"),
+    ("tasks.square", {"x": True}, "x must be an integer"),
+    ("tasks.square", {"x": None}, "x must be an integer"),
+    ("tasks.square", {"x": [1, 2]}, "x must be an integer"),
+    ("tasks.square", {"x": 2, "work": float("nan")}, "work must be an integer"),
+    ("tasks.square", {"x": 2, "work": "lots"}, "work must be an integer"),
+    ("tasks.square", {}, "missing 1 required positional argument"),
+    ("tasks.sleep", {"seconds": float("inf")}, "finite number"),
+    ("tasks.sleep", {"seconds": True}, "must be a number"),
+    ("tasks.sleep", {"seconds": None}, "must be a number"),
+    ("tasks.spin", {"seconds": -1}, "finite number"),
+    ("tasks.hold", {"seconds": float("nan")}, "finite number"),
 ]
 
 
