@@ -11,13 +11,15 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from config import Settings
+from config import Settings, SettingsError
 from config.constants import DEFAULT_POOLS
 from config.settings import STATE_FILE, write_stack_state
 from stack.prometheus import Prometheus
 from stack.redis_server import RedisServer, free_port
 from stack.workers import Flower, Worker
+from tasks.connections import check_broker, redact
 
 
 @dataclass
@@ -28,6 +30,15 @@ class Stack:
     flower: Flower | None = None
     redis: RedisServer | None = None
     prometheus: Prometheus | None = None
+
+
+def check_external_broker(url: str) -> None:
+    """A Redis the lab did not start must demand a password (secure by default), and ours must be right."""
+    parts = urlsplit(url)
+    if parts.scheme != "unix" and not parts.password:
+        raise SettingsError(f"broker URL {redact(url)} has no password: the lab only uses a Redis that "
+                            "requires one (redis://:PASSWORD@host:port/0), or leave LAB_BROKER_URL unset")
+    check_broker(url)
 
 
 @contextlib.contextmanager
@@ -42,6 +53,8 @@ def running_stack(settings: Settings, run_dir: Path, pools: Sequence[str] = DEFA
             redis_server = RedisServer(run_dir / "redis").start()
             cleanup.callback(redis_server.stop)
             settings = settings.replace(broker_url=redis_server.url)
+        else:
+            check_external_broker(settings.broker_url)
         if flower_port is not None:
             settings = settings.replace(flower_port=flower_port or free_port())
         write_stack_state(settings)
