@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps system-deps-monitoring system-deps-bench bench bench-full claims up demo test test-fast test-compose test-monitoring lint clean
+.PHONY: setup system-deps system-deps-monitoring system-deps-bench bench bench-full claims up demo soak test test-fast test-compose test-monitoring lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ claims: setup        ## every claim of the article, small (< 15 min) -> results/
 
 up: setup            ## the native stack in the foreground (Ctrl-C stops it); MONITORING=1 adds Prometheus
 	$(BIN)/lab up $(if $(filter 1 yes true,$(MONITORING)),--monitoring)
+
+SOAK_TASKS ?= 100000
+soak: setup          ## benchmark: SOAK_TASKS mixed tasks, a worker SIGKILLed and Redis restarted -> results/soak/summary.json
+	$(BIN)/python -m experiments.soak --tasks $(SOAK_TASKS) --out results/soak
 
 demo: setup          ## fresh machine -> stack -> short comparison -> results/demo/summary.json
 	$(BIN)/lab demo
