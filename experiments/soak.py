@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from celery import Celery
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from config import Settings
 from producer.publish import SendPlan, publish
@@ -30,7 +31,7 @@ from tasks.ledger import key
 POOLS = ("threads", "prefork")
 SQUARE_WORK = 1000  # ~0.1 ms of CPU: the soak measures the plumbing, not the workload
 VISIBILITY_TIMEOUT_S = 10
-STALL_S = 6 * VISIBILITY_TIMEOUT_S  # no task ended for this long: give up and report what is missing
+STALL_S = 3 * VISIBILITY_TIMEOUT_S  # no task ended for this long: give up and report what is missing
 
 
 @dataclass
@@ -62,6 +63,15 @@ def plans_for(tasks: int) -> list[SendPlan]:
     per = max(1, tasks // 4)
     return [SendPlan("square", per, POOLS, work=SQUARE_WORK, chunk=2000),
             SendPlan("sleep", per, POOLS, seconds=0.0, chunk=2000)]
+
+
+def send_all(soak: Soak, app: Celery, started: float, progress: Progress, bar: TaskID) -> None:
+    try:
+        for plan in soak.plans:
+            publish(app, soak.settings, plan, lambda n: progress.update(bar, advance=n))
+        soak.note("all sent", started)
+    finally:
+        app.close()
 
 
 def drain(soak: Soak, total: int, started: float, progress: Progress) -> None:
@@ -129,14 +139,13 @@ def run_soak(settings: Settings, tasks: int, out: Path) -> dict[str, object]:
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                           TimeElapsedColumn(), console=console) as progress:
                 sending = progress.add_task("sent", total=total)
-                # The breakage follows the tasks that ended, so it can land while sending too.
-                watcher = threading.Thread(target=drain, args=(soak, total, started, progress), daemon=True)
-                watcher.start()
-                for plan in soak.plans:
-                    publish(app, settings, plan, lambda n: progress.update(sending, advance=n))
-                app.close()
-                soak.note("all sent", started)
-                watcher.join()
+                # Send from a thread while this one watches and breaks things, so the breakage can land
+                # while sending too. Processes must be (re)started from this thread: their
+                # parent-death signal fires when the *thread* that started them ends.
+                sender = threading.Thread(target=send_all, args=(soak, app, started, progress, sending))
+                sender.start()
+                drain(soak, total, started, progress)
+                sender.join()
             summary = account(soak, time.monotonic() - started)
         finally:
             for worker in soak.workers.values():
