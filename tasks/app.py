@@ -19,6 +19,9 @@ from config import Settings
 # every 10th sweep scans). Scanning every sweep, at most every visibility_timeout/5 seconds, is
 # what makes a short visibility timeout actually short after a crash.
 MAX_RESTORE_INTERVAL_S = 10
+# A sweep takes milliseconds; two overlapping ones are harmless (each message is moved in a
+# WATCH transaction), so the lock need not outlive a dead holder for long.
+UNACKED_MUTEX_EXPIRE_S = 5
 # The result backend retries a failed write (e.g. Redis restarting) instead of failing the task:
 # exponential backoff from 10 ms up to 10 s, at most this many times (about 2 minutes in all).
 RESULT_BACKEND_MAX_RETRIES = 20
@@ -30,6 +33,9 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         "visibility_timeout": settings.visibility_timeout,
         "unacked_restore_interval": max(1, min(MAX_RESTORE_INTERVAL_S, settings.visibility_timeout // 5)),
         "unacked_restore_throttle": 1,
+        # The sweep holds a Redis lock; a worker SIGKILLed while holding it (likelier with a sweep
+        # every second) blocked every other sweep for kombu's default 300 s.
+        "unacked_mutex_expire": UNACKED_MUTEX_EXPIRE_S,
     }
 
 
