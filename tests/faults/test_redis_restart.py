@@ -42,14 +42,14 @@ def done_so_far(client: redis.Redis) -> int:
 
 @pytest.mark.slow
 def test_redis_restarted_mid_run_loses_nothing(
-    settings: Settings, private_redis: RedisServer, start_worker: Callable[..., Worker], redis_client: redis.Redis
+    settings: Settings, redis_server: RedisServer, start_worker: Callable[..., Worker], redis_client: redis.Redis
 ) -> None:
     workers = [start_worker("threads"), start_worker("prefork")]
     # At a fixed rate the producer is still sending when Redis goes away.
     run = producer(settings, "--task", "square", "--work", str(SMALL_WORK), "-n", str(PER_POOL), "--pool", "both",
                    "--rate", "150", "--wait", "--timeout", "40", "--json")
     wait_until(lambda: done_so_far(redis_client) >= 100, 60, "a hundred tasks done")
-    private_redis.restart()
+    redis_server.restart()
     out, err = run.communicate(timeout=120)
     assert out, err[-2000:]
     summary = json.loads(out)
@@ -63,14 +63,14 @@ def test_redis_restarted_mid_run_loses_nothing(
 
 
 def test_producer_with_redis_down_exits_2_and_sends_nothing(
-    settings: Settings, private_redis: RedisServer, redis_client: redis.Redis
+    settings: Settings, redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
-    private_redis.stop()
+    redis_server.stop()
     run = producer(settings, "--task", "square", "-n", "50", "--pool", "both")
     _, err = run.communicate(timeout=60)
     assert run.returncode == 2
     assert err.strip().splitlines() == [err.strip()]
     assert err.startswith("producer: error: broker unreachable")
-    assert private_redis.password not in err
-    private_redis.start()  # same port, same AOF: had anything been sent, it would be here
+    assert redis_server.password not in err
+    redis_server.start()  # same port, same AOF: had anything been sent, it would be here
     assert [settings.queue_for(p) for p in ("threads", "prefork") if redis_client.llen(settings.queue_for(p))] == []
