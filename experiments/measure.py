@@ -172,7 +172,7 @@ def wait_for_end(ledger: RunLedger, expected: int, queues: list[str], on_progres
     seen = -1
     while True:
         now = time.monotonic()
-        done = ledger.finished()
+        done = ledger.distinct_finished()
         if done != seen:
             seen, last_move = done, now
             if on_progress:

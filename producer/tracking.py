@@ -103,6 +103,13 @@ class RunLedger:
                 self.timings.add(_text(line))
             read += len(lines)
 
+    def distinct_finished(self) -> int:
+        """Distinct task ids that ended (a redelivered duplicate must not make a wait stop early).
+
+        Counted from the `seen` hash when the run records timings; the state counts otherwise.
+        """
+        return int(self.client.hlen(key(self.run_id, "seen"))) or self.finished()
+
     def duplicated(self) -> int:
         """Tasks that ended more than once (by task id), counted once each."""
         return sum(1 for _, times in self.client.hscan_iter(key(self.run_id, "seen")) if int(times) > 1)
@@ -112,7 +119,7 @@ class RunLedger:
         """Poll until `expected` tasks have ended or `timeout` passes; True if all ended."""
         deadline = time.monotonic() + timeout
         while True:
-            done = self.finished()
+            done = self.distinct_finished()
             if on_progress:
                 on_progress(done)
             if done >= expected:
