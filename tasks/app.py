@@ -36,6 +36,9 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         # The sweep holds a Redis lock; a worker SIGKILLed while holding it (likelier with a sweep
         # every second) blocked every other sweep for kombu's default 300 s.
         "unacked_mutex_expire": UNACKED_MUTEX_EXPIRE_S,
+        # One list per queue (the lab sends no priorities), so a worker waits on a single key and
+        # tasks.transport can take atomically without polling.
+        "priority_steps": [0],
     }
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from config import Settings
 from config.constants import DEFAULT_SQUARE_WORK
-from tasks import claims, faults, ledger
+from tasks import claims, faults, ledger, transport
 from tasks import work as workloads
 from tasks.app import make_app
 
 app = make_app(Settings.from_env())
 ledger.install(app)
+transport.install(app)  # workers take messages atomically: none lost between pop and ack record
 faults.register(app)  # tasks.spin, tasks.hold: only for fault and pool-limit tests
 
 
@@ -32,7 +33,6 @@ def sleep(seconds: float = 0.1) -> dict[str, float]:
 @app.task(name="tasks.noop")
 def noop() -> None:
     return workloads.noop()
-
 
 
 @app.task(name="tasks.bump")

@@ -20,7 +20,6 @@ from stack.processes import wait_until
 from stack.redis_server import RedisServer
 from stack.workers import Worker
 from tests.faults.ledgers import AT_LEAST_ONCE, SMALL_WORK
-from tests.faults.test_crashes import BRPOP_WINDOW
 
 ROOT = Path(__file__).resolve().parents[2]
 PER_POOL = 300
@@ -54,11 +53,10 @@ def test_redis_restarted_mid_run_loses_nothing(
     assert out, err[-2000:]
     summary = json.loads(out)
     print(f"redis restart: {summary}" + (f" (duplicates: {AT_LEAST_ONCE})" if summary["duplicated"] else ""))
-    assert run.returncode == (1 if summary["lost"] else 0), err[-2000:]  # the producer says so when it lost
+    assert run.returncode == 0, err[-2000:]
     assert summary["sent"] == 2 * PER_POOL
-    assert summary["failed"] == 0
-    # A dropped connection can cost each consumer the one message it had just popped (docs/faults.md).
-    assert summary["lost"] <= BRPOP_WINDOW * len(workers)
+    # A connection dropped mid-take leaves the message queued or recorded as unacked (tasks.transport).
+    assert (summary["failed"], summary["lost"]) == (0, 0)
     assert all(worker.process is not None and worker.process.poll() is None for worker in workers)
 
 

@@ -1,0 +1,124 @@
+"""kombu's Redis transport with an atomic take: a message is never out of Redis and unrecorded.
+
+kombu's consumer pops a message with BRPOP and only then, in a second command, records it as
+unacknowledged (`QoS.append`). A worker SIGKILLed, or a connection dropped by a Redis restart,
+between the two loses that message for good (celery/kombu#305): the lab saw it about once in
+three crash tests. Here the blocking command only *waits*: `BLMOVE key key RIGHT RIGHT` returns
+the oldest message and leaves the list as it was. A Lua script then pops the message and records
+it as unacknowledged in one atomic step, so after any crash it is either still queued or in the
+unacked set, from which the visibility-timeout sweep hands it out again.
+
+A consumer of one queue (every worker the lab starts) waits with no added latency. A consumer of
+several queues waits on one of them at a time for at most `MULTI_QUEUE_WAIT_S`, then takes the
+first message of any of them.
+
+Only workers consume, so only workers use this transport (`install`). Producers and Flower keep
+kombu's own: publishing is one LPUSH either way, and Flower's broker page knows `redis://` only.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery import Celery
+from celery.signals import celeryd_init
+from kombu.transport import redis as kombu_redis
+from kombu.utils.json import loads
+
+MULTI_QUEUE_WAIT_S = 0.1
+TRANSPORT = "tasks.transport:Transport"
+
+# KEYS: the queues' lists in the order to try, then the unacked hash and its index.
+# ARGV: the time to index the message at. Returns {queue key, message} or nil.
+# The record is what kombu's QoS.append writes: [message, exchange, routing_key] as JSON; the
+# message is spliced in as sent, so restoring it gives back the exact bytes. A message that is
+# not kombu's JSON envelope is popped unrecorded and fails to decode in Python, as with kombu.
+TAKE_SCRIPT = """
+local n = #KEYS - 2
+local unacked, index = KEYS[n + 1], KEYS[n + 2]
+for i = 1, n do
+  local item = redis.call('RPOP', KEYS[i])
+  if item then
+    local ok, msg = pcall(cjson.decode, item)
+    local props = ok and type(msg) == 'table' and msg['properties']
+    local info = type(props) == 'table' and props['delivery_info']
+    if type(info) == 'table' and type(props['delivery_tag']) == 'string' then
+      local record = '[' .. item .. ',' .. cjson.encode(info['exchange']) .. ','
+        .. cjson.encode(info['routing_key']) .. ']'
+      redis.call('ZADD', index, ARGV[1], props['delivery_tag'])
+      redis.call('HSET', unacked, props['delivery_tag'], record)
+    end
+    return {KEYS[i], item}
+  end
+end
+return false
+"""
+
+
+class Channel(kombu_redis.Channel):
+    """Consumes by waiting without popping, then taking and recording in one Lua call."""
+
+    _take: Any = None
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        if timeout is None:
+            timeout = self.brpop_timeout
+        keys = self._take_keys(queues)
+        self._waiting_keys = keys
+        if len(keys) > 1:
+            timeout = min(timeout or MULTI_QUEUE_WAIT_S, MULTI_QUEUE_WAIT_S)
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = time.monotonic()  # type: ignore[assignment]  # kombu types it None
+        command = ["BLMOVE", keys[0], keys[0], "RIGHT", "RIGHT", timeout or 0]
+        if self.global_keyprefix:
+            command = self.client._prefix_args(command)
+        self.client.connection.send_command(*command)
+
+    def _brpop_read(self, **options: Any) -> bool:
+        try:
+            try:
+                waited = self.client.parse_response(self.client.connection, "BLMOVE", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+            taken = self._take_one(self._waiting_keys) if waited or len(self._waiting_keys) > 1 else None
+            if not taken:
+                raise kombu_redis.Empty()
+            queue, item = taken
+            self._queue_cycle.rotate(queue)
+            self.connection._deliver(loads(item), queue)
+            return True
+        finally:
+            self._in_poll = None  # type: ignore[assignment]  # kombu types it bool
+            self._flush_brpop_reauth()
+
+    def _take_keys(self, queues: list[str]) -> list[str]:
+        return [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
+
+    def _take_one(self, keys: list[str]) -> tuple[str, str] | None:
+        """Pop the first message of `keys` and record it as unacked, atomically; None if all empty."""
+        with self.conn_or_acquire() as client:
+            if self._take is None:
+                type(self)._take = client.register_script(TAKE_SCRIPT)
+            keys = [*keys, self.unacked_key, self.unacked_index_key]
+            found = self._take(keys=keys, args=[time.time()], client=client)
+        if not found:
+            return None
+        key, item = (part.decode() if isinstance(part, bytes) else part for part in found)
+        return key.rsplit(self.sep, 1)[0], item
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel
+
+
+def install(app: Celery) -> None:
+    """Make `app`'s workers consume through `Transport` (set before the worker connects)."""
+
+    @celeryd_init.connect(weak=False)
+    def use_atomic_take(**_: Any) -> None:
+        app.conf.broker_transport = TRANSPORT

@@ -1,0 +1,94 @@
+"""The atomic take (tasks.transport): a message leaves its queue only as a recorded unacked one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+from celery import Celery
+from kombu import Connection, Queue
+
+from config import Settings
+from stack.processes import wait_until
+from stack.workers import Worker
+from tasks.app import transport_options
+from tasks.transport import TRANSPORT, Channel
+
+
+@pytest.fixture
+def channel(settings: Settings) -> Iterator[Channel]:
+    """A consuming channel of the lab's transport, with a 1 s visibility timeout."""
+    options = {**transport_options(settings), "visibility_timeout": 1}
+    with Connection(settings.broker_url, transport=TRANSPORT, transport_options=options) as conn:
+        chan = conn.default_channel
+        assert isinstance(chan, Channel)
+        yield chan
+
+
+def publish(channel: Channel, queue: str, body: dict[str, int]) -> None:
+    Queue(queue, routing_key=queue)(channel).declare()
+    channel.connection.client.Producer(channel).publish(body, routing_key=queue, serializer="json")
+
+
+def test_a_taken_message_is_recorded_as_unacked_in_the_same_step(
+    channel: Channel, settings: Settings, redis_client: redis.Redis
+) -> None:
+    queue = settings.queue_for("threads")
+    publish(channel, queue, {"n": 1})
+
+    taken = channel._take_one([queue])
+
+    assert taken is not None and taken[0] == queue
+    tag = json.loads(taken[1])["properties"]["delivery_tag"]
+    assert redis_client.llen(queue) == 0
+    message, _exchange, routing_key = json.loads(redis_client.hget(channel.unacked_key, tag) or b"null")
+    assert message == json.loads(taken[1]) and routing_key == queue
+    assert redis_client.zscore(channel.unacked_index_key, tag) is not None
+
+
+def test_a_message_taken_by_a_consumer_that_died_comes_back(
+    channel: Channel, settings: Settings, redis_client: redis.Redis
+) -> None:
+    """The crash window kombu's BRPOP leaves open: taken, then the consumer is gone before its ack."""
+    queue = settings.queue_for("prefork")
+    publish(channel, queue, {"n": 2})
+    taken = channel._take_one([queue])
+    assert taken is not None and redis_client.llen(queue) == 0
+
+    def swept_back() -> bool:
+        channel.qos.restore_visible(num=100)
+        return redis_client.llen(queue) == 1
+
+    wait_until(swept_back, 10, "the visibility-timeout sweep to restore the message")
+    restored = json.loads(redis_client.lindex(queue, 0) or b"null")
+    assert restored["properties"]["delivery_tag"] == json.loads(taken[1])["properties"]["delivery_tag"]
+    assert restored["headers"]["redelivered"] is True
+
+
+def test_several_queues_are_taken_from_in_order(channel: Channel, settings: Settings) -> None:
+    first, second = settings.queue_for("threads"), settings.queue_for("prefork")
+    publish(channel, second, {"n": 3})
+    assert channel._take_one([first, second]) is not None
+    assert channel._take_one([first, second]) is None
+
+
+def test_workers_consume_through_the_atomic_take(
+    app: Celery, settings: Settings, start_worker: Callable[..., Worker]
+) -> None:
+    worker = start_worker("threads")
+    result = app.send_task("tasks.square", args=[7], kwargs={"work": 1}, queue=settings.queue_for("threads"))
+    assert result.get(timeout=30) == 49
+    stats = app.control.inspect(destination=[worker.name], timeout=5).stats() or {}
+    assert stats[worker.name]["broker"]["transport"] == TRANSPORT
+
+
+def test_a_worker_on_two_queues_serves_both(
+    app: Celery, settings: Settings, start_worker: Callable[..., Worker]
+) -> None:
+    first, second = settings.queue_for("threads"), settings.queue_for("other")
+    start_worker("threads", extra=("--queues", f"{first},{second}"))
+    sends = [(2, first), (3, second)]
+    results = [app.send_task("tasks.square", args=[n], kwargs={"work": 1}, queue=q) for n, q in sends]
+    assert [r.get(timeout=30) for r in results] == [4, 9]
