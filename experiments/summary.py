@@ -3,6 +3,12 @@
 Repetitions are reduced to median and min–max (`Spread`); latency histograms of
 all repetitions are merged before taking percentiles, so p99 is over every task
 of the cell, in bounded memory.
+
+The CPU ideal of a `square` repetition comes from the CPU time its own tasks took in the
+worker (the ledger's `cpu`), not from a measurement made minutes earlier: this machine's
+CPU speed drifts by up to ±20 % within minutes, which moved the efficiency of the same
+prefork cell between 82 % and 115 %. Efficiency is taken per repetition, then the median.
+The ideal measured before the run is kept beside it (`ideal_before_run_per_s`).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import statistics
 from typing import Any
 
 from experiments import redis_stats
+from experiments.environment import ideal_per_s
 from experiments.measure import CellRun, Repetition
 from producer.stats import Histogram, Spread
 from producer.tracking import Timings
@@ -20,6 +27,8 @@ from producer.tracking import Timings
 def cell_result(run: CellRun) -> dict[str, Any]:
     cell, reps = run.cell, run.repetitions
     throughput = Spread.of([_throughput(rep) for rep in reps])
+    ideals = [_ideal(run, rep) for rep in reps]
+    efficiencies = [_throughput(rep) / ideal for rep, ideal in zip(reps, ideals, strict=True) if ideal]
     wall = Spread.of([rep.wall_per_s for rep in reps])
     timings = merged(rep.timings for rep in reps)
     sums = {key: sum(getattr(rep.accounting, key) for rep in reps)
@@ -36,8 +45,8 @@ def cell_result(run: CellRun) -> dict[str, Any]:
         "throughput_per_s": _round(throughput.median),
         "throughput_min": _round(throughput.low),
         "throughput_max": _round(throughput.high),
-        "ideal_per_s": _round(run.ideal_per_s),
-        "efficiency": _round(throughput.median / run.ideal_per_s if run.ideal_per_s else None, 4),
+        "ideal_per_s": _round(_median(ideals)),
+        "efficiency": _round(_median(efficiencies), 4),
         "worker_memory_mb": _round(_max(rep.memory_mb for rep in reps), 1),
         "startup_s": _round(run.target.startup_s, 3),
         **_percentiles(timings.end_to_end, ""),
@@ -52,6 +61,10 @@ def cell_result(run: CellRun) -> dict[str, Any]:
         "wall_min": _round(wall.low),
         "wall_max": _round(wall.high),
         "cpu_cores": _round(_median(rep.cpu_cores for rep in reps), 3),
+        "task_cpu_s": _round(_median(rep.timings.mean_task_cpu_s() for rep in reps), 6),
+        "ideal_before_run_per_s": _round(run.ideal_per_s),
+        "efficiency_before_run": _round(throughput.median / run.ideal_per_s if run.ideal_per_s else None, 4),
+        "efficiency_runs": [_round(e, 4) for e in efficiencies],
         "queue_wait": _percentiles(timings.queue_wait, None),
         "run_time": _percentiles(timings.run_time, None),
         "redis": _redis(reps),
@@ -70,6 +83,15 @@ def merged(parts: Any) -> Timings:
         total.run_time.merge(part.run_time)
         total.end_to_end.merge(part.end_to_end)
     return total
+
+
+def _ideal(run: CellRun, rep: Repetition) -> float | None:
+    """A square repetition's ideal from its tasks' mean CPU time (capped by a fixed arrival rate)."""
+    cpu = rep.timings.mean_task_cpu_s()
+    if run.cell.workload != "square" or not rep.timings.count or not cpu > 0:
+        return run.ideal_per_s
+    ideal = ideal_per_s("square", run.target.concurrency, task_cpu_s=cpu)
+    return min(ideal, run.rate_per_s) if run.rate_per_s else ideal
 
 
 def _throughput(rep: Repetition) -> float:

@@ -24,6 +24,7 @@ class RunReport:
     throughput_per_s: float | None = None
     elapsed_s: float | None = None
     drain_per_s: float | None = None
+    task_cpu_s: float | None = None  # mean CPU time of one task in the worker
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -87,6 +88,7 @@ def _wait(settings: Settings, plan: SendPlan, report: RunReport, timeout: float,
         report.elapsed_s = timings.elapsed_since_sent()
         report.throughput_per_s = timings.count / report.elapsed_s if report.elapsed_s else None
         report.drain_per_s = timings.drain_rate()
+        report.task_cpu_s = timings.mean_task_cpu_s()
 
 
 def _counts(acc: Accounting) -> list[str]:

@@ -29,10 +29,12 @@ class Timings:
     last_finished: float = -math.inf
     per_worker: Counter[str] = field(default_factory=Counter)
     per_pool_run_time: dict[str, Histogram] = field(default_factory=dict)
+    task_cpu_s: float = 0.0  # summed over tasks: CPU time of the task's own thread
 
     def add(self, line: str) -> None:
-        sent_s, started_s, finished_s, _state, worker = line.split(" ", 4)
+        sent_s, started_s, finished_s, cpu_s, _state, worker = line.split(" ", 5)
         sent, started, finished = float(sent_s), float(started_s), float(finished_s)
+        self.task_cpu_s += float(cpu_s)
         self.queue_wait.add(started - sent)
         self.run_time.add(finished - started)
         self.end_to_end.add(finished - sent)
@@ -52,6 +54,9 @@ class Timings:
         for worker, count in self.per_worker.items():
             done[pool_of(worker)] += count
         return done
+
+    def mean_task_cpu_s(self) -> float:
+        return self.task_cpu_s / self.count if self.count else math.nan
 
     def drain_rate(self) -> float:
         """Tasks per second from the first start to the last finish: the pool's own speed."""

@@ -7,6 +7,7 @@ are drawn with a red cross, never left out.
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -101,7 +102,7 @@ def _throughput(cells: list[Cell], verdict: str) -> Figure | None:
             axes.errorbar(x, y, yerr=[low, high], marker="o", capsize=3, color=COLOURS.get(pool), label=pool)
             for cell in series:
                 _annotate(axes, cell)
-        ideal = sorted({(c["concurrency"], c["ideal_per_s"]) for c in members if c["ideal_per_s"]})
+        ideal = _ideal_line(members)
         if ideal:
             axes.plot(*zip(*ideal, strict=True), linestyle="--", marker="_", markersize=24, color="black",
                       label="ideal")
@@ -114,6 +115,15 @@ def _throughput(cells: list[Cell], verdict: str) -> Figure | None:
         axes.legend(loc="upper left", fontsize=8)
     figure.suptitle(verdict, fontsize=10)
     return figure
+
+
+def _ideal_line(members: list[Cell]) -> list[tuple[int, float]]:
+    """One ideal per concurrency: the median over pools (a CPU ideal is measured in each cell)."""
+    by_concurrency: dict[int, list[float]] = {}
+    for cell in members:
+        if cell["ideal_per_s"]:
+            by_concurrency.setdefault(cell["concurrency"], []).append(cell["ideal_per_s"])
+    return [(c, statistics.median(ideals)) for c, ideals in sorted(by_concurrency.items())]
 
 
 def _annotate(axes: Axes, cell: Cell) -> None:

@@ -6,8 +6,10 @@ round trip (one MULTI/EXEC, so a reader never sees a count without its timing li
 
 * `lab:run:<id>:count`   hash  state -> number of tasks that ended in that state
 * `lab:run:<id>:seen`    hash  task id -> times it ended (more than 1 = duplicate)
-* `lab:run:<id>:timings` list  "sent started finished state worker" per task
+* `lab:run:<id>:timings` list  "sent started finished cpu state worker" per task
 
+`cpu` is the CPU time the task's own thread spent from start to finish: the CPU ideal is
+computed from it, in the same seconds as the throughput (docs/experiments.md says why).
 The timing source is independent of Flower. `seen` and `timings` are the harness's
 instrumentation: a run may turn them off (`timing=False`) to measure their cost.
 """
@@ -26,7 +28,7 @@ from config.constants import LEDGER_PREFIX, RUN_HEADER, SENT_HEADER
 
 TIMING_HEADER = "lab_timing"
 MAX_LEDGER_CONNECTIONS = 10_000  # at most one per concurrent task of a worker process
-_started: dict[str, float] = {}
+_started: dict[str, tuple[float, float]] = {}  # task id -> (wall clock, thread CPU) at start
 _clients: dict[int, redis.Redis] = {}
 _clients_lock = threading.Lock()
 
@@ -60,12 +62,12 @@ def install(app: Celery) -> None:
 
     @signals.task_prerun.connect(weak=False)
     def remember_start(task_id: str, **_: Any) -> None:
-        _started[task_id] = time.time()
+        _started[task_id] = (time.time(), time.thread_time())
 
     @signals.task_postrun.connect(weak=False)
     def record_end(task_id: str, task: Any, state: str | None = None, **_: Any) -> None:
-        finished = time.time()
-        started = _started.pop(task_id, finished)
+        finished, cpu_now = time.time(), time.thread_time()
+        started, cpu_at_start = _started.pop(task_id, (finished, cpu_now))
         run_id = getattr(task.request, RUN_HEADER, None)
         if not run_id:
             return
@@ -77,6 +79,6 @@ def install(app: Celery) -> None:
             pipe.hincrby(key(run_id, "seen"), task_id, 1)
             pipe.rpush(
                 key(run_id, "timings"),
-                f"{sent:.6f} {started:.6f} {finished:.6f} {state} {worker}",
+                f"{sent:.6f} {started:.6f} {finished:.6f} {cpu_now - cpu_at_start:.6f} {state} {worker}",
             )
         pipe.execute()

@@ -20,12 +20,23 @@ repetitions = 3
 """).cells[0]
 
 
-def timings(n: int, span: float, wait: float, run: float) -> Timings:
-    """n tasks evenly started over `span` seconds, each waiting `wait` and running `run`."""
+SQUARE = parse("""
+[[cells]]
+pools = ["prefork"]
+concurrency = [1]
+workload = "square"
+params = { work = 1000 }
+tasks = 100
+repetitions = 2
+""").cells[0]
+
+
+def timings(n: int, span: float, wait: float, run: float, cpu: float | None = None) -> Timings:
+    """n tasks evenly started over `span` seconds, each waiting `wait`, running `run`, using `cpu`."""
     t = Timings()
     for i in range(n):
         started = 1000.0 + i * span / (n - 1)
-        t.add(f"{started - wait:.6f} {started:.6f} {started + run:.6f} SUCCESS w@h")
+        t.add(f"{started - wait:.6f} {started:.6f} {started + run:.6f} {run if cpu is None else cpu:.6f} SUCCESS w@h")
     return t
 
 
@@ -51,6 +62,21 @@ def test_throughput_is_the_median_of_repetitions_with_min_and_max() -> None:
     assert result["throughput_runs"] == [40.0, 50.0, 20.0]
     assert result["worker_memory_mb"] == 44.9  # the largest repetition
     assert result["startup_s"] == 1.5
+
+
+def test_the_cpu_ideal_of_each_repetition_comes_from_its_own_tasks_cpu_time() -> None:
+    """A slower minute (more CPU per task) lowers that repetition's ideal, not its efficiency."""
+    acc = Accounting(sent=100, completed=100, failed=0, duplicated=0, queued=0, lost=0)
+    fast = timings(100, 2.475, wait=0.0, run=0.025, cpu=0.02)  # 40/s against an ideal of 50/s
+    slow = timings(100, 4.95, wait=0.0, run=0.05, cpu=0.04)  # 20/s against 25/s
+    reps = [Repetition(acc, t, t.drain_rate(), 0.0, None, None, {}) for t in (fast, slow)]
+    target = Target(Settings(), "prefork@h", "prefork", 1, 1.0, None)
+    result = cell_result(CellRun(SQUARE, target, 30.0, None, reps))
+    assert result["efficiency_runs"] == [0.8, 0.8]
+    assert result["efficiency"] == 0.8
+    assert result["ideal_per_s"] == 37.5  # median of 50 and 25
+    assert result["task_cpu_s"] == 0.03
+    assert (result["ideal_before_run_per_s"], result["efficiency_before_run"]) == (30.0, 1.0)  # 30/s median
 
 
 def test_latency_percentiles_are_over_all_repetitions() -> None:

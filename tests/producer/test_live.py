@@ -38,7 +38,7 @@ def record(client: redis.Redis, run_id: str, worker: str, run_s: float, count: i
     """What a worker's ledger handler writes when it ends `count` tasks (tasks/ledger.py)."""
     for _ in range(count):
         client.hincrby(key(run_id, "count"), "SUCCESS", 1)
-        client.rpush(key(run_id, "timings"), f"{at:.6f} {at:.6f} {at + run_s:.6f} SUCCESS {worker}")
+        client.rpush(key(run_id, "timings"), f"{at:.6f} {at:.6f} {at + run_s:.6f} {run_s:.6f} SUCCESS {worker}")
 
 
 def test_rows_split_the_ledger_per_pool(redis_client: redis.Redis) -> None:

@@ -48,10 +48,11 @@ def test_spread_is_median_and_range() -> None:
 
 def test_timings_give_drain_rate_from_first_start_to_last_finish() -> None:
     timings = Timings()
-    timings.add("100.0 100.5 101.0 SUCCESS threads@h")
-    timings.add("100.0 101.0 102.5 SUCCESS threads@h")
+    timings.add("100.0 100.5 101.0 0.4 SUCCESS threads@h")
+    timings.add("100.0 101.0 102.5 1.2 SUCCESS threads@h")
     assert timings.count == 2
     assert timings.drain_rate() == pytest.approx(2 / 2.0)
     assert timings.elapsed_since_sent() == pytest.approx(2.5)
+    assert timings.mean_task_cpu_s() == pytest.approx(0.8)
     assert timings.queue_wait.percentile(1.0) == pytest.approx(1.0)
     assert math.isnan(Timings().drain_rate())
