@@ -69,6 +69,7 @@ class CellRun:
     rate_per_s: float | None
     repetitions: list[Repetition]
     ledger_errors: int = 0  # failed ledger writes in the worker log: those tasks ran but look lost
+    untimed: list[Repetition] = field(default_factory=list)  # the timing-off half of a paired cell
 
 
 def measure_cell(ctx: Context, cell: Cell) -> CellRun:
@@ -79,8 +80,22 @@ def measure_cell(ctx: Context, cell: Cell) -> CellRun:
     with worker_for(ctx, cell, settings) as target:
         ideal = ctx.ideal(cell, target.concurrency)
         rate = _arrival_rate(cell, ideal)
-        reps = [run_repetition(ctx, cell, settings, target, rate) for _ in range(cell.repetitions)]
-    return CellRun(cell, target, _capped(ideal, rate), rate, reps, _ledger_errors(ctx, cell))
+        reps: list[Repetition] = []
+        untimed: list[Repetition] = []
+        for i in range(cell.repetitions):
+            for timing in pair_order(i) if cell.paired_untimed else (cell.timing,):
+                rep = run_repetition(ctx, cell, settings, target, rate, timing=timing)
+                (reps if timing or not cell.paired_untimed else untimed).append(rep)
+    return CellRun(cell, target, _capped(ideal, rate), rate, reps, _ledger_errors(ctx, cell), untimed)
+
+
+def pair_order(i: int) -> tuple[bool, bool]:
+    """Timing on/off, then off/on, ...: on one worker, minutes apart at most, neither always first.
+
+    The harness overhead is a few percent while this machine's speed drifts by more within
+    minutes: only repetitions paired in time compare the instrumentation and not the drift.
+    """
+    return (True, False) if i % 2 == 0 else (False, True)
 
 
 def worker_for(ctx: Context, cell: Cell, settings: Settings) -> contextlib.AbstractContextManager[targets.Target]:
@@ -91,13 +106,14 @@ def worker_for(ctx: Context, cell: Cell, settings: Settings) -> contextlib.Abstr
 
 
 def run_repetition(ctx: Context, cell: Cell, settings: Settings, target: targets.Target,
-                   rate: float | None = None, between: Callable[[], None] | None = None) -> Repetition:
+                   rate: float | None = None, between: Callable[[], None] | None = None,
+                   timing: bool | None = None) -> Repetition:
     """Send the cell's tasks, wait until all ended (or the run stalls), and account for every one.
 
     `between` runs after a prefilled queue is filled and before the worker resumes
     (the accounting tests use it to lose a message on purpose).
     """
-    plan = plan_for(cell, target.pool, rate)
+    plan = plan_for(cell, target.pool, rate, cell.timing if timing is None else timing)
     ledger = RunLedger(ctx.client, plan.run_id)
     queue = settings.queue_for(target.pool)
     calls_before = redis_stats.command_calls(ctx.client)
@@ -143,8 +159,8 @@ def _feed(cell: Cell, settings: Settings, target: targets.Target, plan: SendPlan
         return time.monotonic()
 
 
-def plan_for(cell: Cell, pool: str, rate: float | None) -> SendPlan:
-    return SendPlan(cell.workload, cell.tasks, (pool,), rate=rate, timing=cell.timing, **cell.param)
+def plan_for(cell: Cell, pool: str, rate: float | None, timing: bool = True) -> SendPlan:
+    return SendPlan(cell.workload, cell.tasks, (pool,), rate=rate, timing=timing, **cell.param)
 
 
 @contextlib.contextmanager

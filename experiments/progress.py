@@ -26,7 +26,8 @@ def estimate_s(cell: Cell, ideal: float | None) -> float:
     per_rep = cell.tasks / (rate or FALLBACK_RATE)
     if cell.workload == "square" and cell.pool != "prefork":
         per_rep *= max(1, min(cell.concurrency, 2))  # threads share one core's worth of GIL
-    return STARTUP_ESTIMATE_S + 0.02 * cell.concurrency + cell.repetitions * (per_rep + 0.3)
+    repetitions = cell.repetitions * (2 if cell.paired_untimed else 1)
+    return STARTUP_ESTIMATE_S + 0.02 * cell.concurrency + repetitions * (per_rep + 0.3)
 
 
 class CellProgress:

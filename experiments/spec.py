@@ -59,6 +59,7 @@ class Cell:
     repetitions: int
     arrival: Arrival = Arrival()
     timing: bool = True
+    paired_untimed: bool = False  # `timing = "paired"`: each repetition also runs once with timing off
     worker_args: tuple[str, ...] = ()
     overrides: tuple[tuple[str, Any], ...] = ()
 
@@ -161,7 +162,7 @@ def _expand(block: object, number: int, repetitions: int, start: int) -> list[Ce
         "params": _params(workload, block.get("params", {}), where),
         "repetitions": _int(block.get("repetitions", repetitions), f"{where}: repetitions", 1, 100),
         "arrival": _arrival(block, where),
-        "timing": _bool(block.get("timing", True), f"{where}: timing"),
+        **_timing(block.get("timing", True), f"{where}: timing"),
         "worker_args": tuple(str(a) for a in _list(block.get("worker_args", []), f"{where}: worker_args", empty=True)),
         "overrides": tuple(sorted(_overrides(block.get("settings", {}), f"{where}: settings").items())),
     }
@@ -265,6 +266,13 @@ def _number(value: object, what: str, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
         raise SpecError(f"{what} must be a number between {low:g} and {high:g}, got {value!r}")
     return float(value)
+
+
+def _timing(value: Any, where: str) -> dict[str, bool]:
+    """`timing`: true, false, or "paired" (timed and untimed repetitions alternate on one worker)."""
+    if value == "paired":
+        return {"timing": True, "paired_untimed": True}
+    return {"timing": _bool(value, where)}
 
 
 def _bool(value: object, what: str) -> bool:

@@ -31,7 +31,7 @@ def cell_result(run: CellRun) -> dict[str, Any]:
     efficiencies = [_throughput(rep) / ideal for rep, ideal in zip(reps, ideals, strict=True) if ideal]
     wall = Spread.of([rep.wall_per_s for rep in reps])
     timings = merged(rep.timings for rep in reps)
-    sums = {key: sum(getattr(rep.accounting, key) for rep in reps)
+    sums = {key: sum(getattr(rep.accounting, key) for rep in [*reps, *run.untimed])
             for key in ("sent", "completed", "failed", "queued", "lost", "duplicated")}  # fmt: skip
     result: dict[str, Any] = {
         "id": cell.id,
@@ -41,6 +41,7 @@ def cell_result(run: CellRun) -> dict[str, Any]:
         "concurrency": run.target.concurrency,
         "tasks": cell.tasks,
         "repetitions": len(reps),
+        "untimed_repetitions": len(run.untimed),
         **sums,
         "throughput_per_s": _round(throughput.median),
         "throughput_min": _round(throughput.low),
@@ -71,6 +72,7 @@ def cell_result(run: CellRun) -> dict[str, Any]:
         "flower": _flower(reps),
         "throughput_runs": [_round(_throughput(rep)) for rep in reps],
         "ledger_write_errors": run.ledger_errors,
+        **_paired_overhead(run),
     }
     result["healthy"] = result["lost"] == 0 and result["duplicated"] == 0 and result["queued"] == 0
     return result
@@ -83,6 +85,20 @@ def merged(parts: Any) -> Timings:
         total.run_time.merge(part.run_time)
         total.end_to_end.merge(part.end_to_end)
     return total
+
+
+def _paired_overhead(run: CellRun) -> dict[str, Any]:
+    """A paired cell: the untimed twin's wall rate, and the overhead per pair, then the median."""
+    if not run.untimed:
+        return {}
+    untimed = Spread.of([rep.wall_per_s for rep in run.untimed])
+    runs = [1 - on.wall_per_s / off.wall_per_s for on, off in zip(run.repetitions, run.untimed, strict=True)]
+    return {
+        "untimed": {"wall_per_s": _round(untimed.median), "wall_min": _round(untimed.low),
+                    "wall_max": _round(untimed.high)},
+        "overhead": _round(statistics.median(runs), 4),
+        "overhead_runs": [_round(r, 4) for r in runs],
+    }  # fmt: skip
 
 
 def _ideal(run: CellRun, rep: Repetition) -> float | None:

@@ -82,16 +82,24 @@ def accounting(cells: list[Cell]) -> dict[str, int]:
 
 
 def overheads(cells: list[Cell]) -> list[dict[str, Any]]:
-    """Cells identical except for the timing instrumentation, compared by wall-clock rate."""
+    """Timing on vs off by wall-clock rate: paired cells (`timing = "paired"`), or twin cells.
+
+    A paired cell alternates timed and untimed repetitions on one worker; its overhead is the
+    median of the pairs' differences, `runs` their spread. Twin cells (one with `timing = false`)
+    ran minutes apart and compare medians.
+    """
     def shape(c: Cell) -> tuple[Any, ...]:
         return (c["label"], c["pool"], c["workload"], c["concurrency"], c["tasks"], str(c["params"]), c["arrival"])
 
     off = {shape(c): c for c in cells if not c["timing"]}
     rows = []
     for on in cells:
+        if on.get("untimed"):
+            rows.append({"on": on, "off": on["untimed"], "overhead": on["overhead"], "runs": on["overhead_runs"]})
+            continue
         twin = off.get(shape(on)) if on["timing"] else None
         if twin and on["wall_per_s"] and twin["wall_per_s"]:
-            rows.append({"on": on, "off": twin, "overhead": 1 - on["wall_per_s"] / twin["wall_per_s"]})
+            rows.append({"on": on, "off": twin, "overhead": 1 - on["wall_per_s"] / twin["wall_per_s"], "runs": []})
     return rows
 
 

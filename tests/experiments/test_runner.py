@@ -34,7 +34,7 @@ def test_tiny_experiment_runs_reports_and_resumes(settings: Settings, tmp_path: 
     assert len(results["cells"]) == len(experiment.cells)
     for cell in results["cells"]:
         assert set(SCHEMA) <= set(cell), cell["id"]
-        assert cell["completed"] == cell["tasks"] * cell["repetitions"], cell["id"]
+        assert cell["completed"] == cell["tasks"] * (cell["repetitions"] + cell["untimed_repetitions"]), cell["id"]
         assert (cell["lost"], cell["duplicated"], cell["healthy"]) == (0, 0, True)
         assert cell["throughput_min"] <= cell["throughput_per_s"] <= cell["throughput_max"]
         assert cell["worker_memory_mb"] > 10 and cell["startup_s"] > 0
@@ -49,6 +49,9 @@ def test_tiny_experiment_runs_reports_and_resumes(settings: Settings, tmp_path: 
     assert results["redis"]["ops_per_s"] > 1000 and results["redis"]["ceiling_tasks_per_s"] > 0
     report = (run_dir / "report.md").read_text()
     assert "## Harness overhead" in report and "timing off" in report and "Not measured" not in report
+    (paired,) = [c for c in results["cells"] if c["untimed_repetitions"]]
+    assert paired["repetitions"] == paired["untimed_repetitions"] == 2 and len(paired["overhead_runs"]) == 2
+    assert paired["untimed"]["wall_min"] <= paired["untimed"]["wall_per_s"] <= paired["untimed"]["wall_max"]
     assert "Flower cross-check" in report and "all match" in report
     for plot in ("throughput", "efficiency", "memory", "latency"):
         assert (run_dir / "plots" / f"{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

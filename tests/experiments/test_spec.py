@@ -89,7 +89,7 @@ def test_shipped_experiments_load() -> None:
     full = load(ROOT / "config/experiments/full.toml")
     assert quick.name == "quick" and full.name == "full"
     assert all(c.repetitions >= 3 for c in (*quick.cells, *full.cells))
-    assert {c.timing for c in quick.cells} == {True, False}, "quick measures the harness overhead"
+    assert any(c.paired_untimed for c in quick.cells), "quick measures the harness overhead"
     assert load(ROOT / "tests/experiments/tiny.toml").flower
 
 

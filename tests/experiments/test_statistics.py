@@ -79,6 +79,21 @@ def test_the_cpu_ideal_of_each_repetition_comes_from_its_own_tasks_cpu_time() ->
     assert (result["ideal_before_run_per_s"], result["efficiency_before_run"]) == (30.0, 1.0)  # 30/s median
 
 
+def test_a_paired_cell_gives_the_overhead_of_each_pair_and_their_median() -> None:
+    acc = Accounting(sent=100, completed=100, failed=0, duplicated=0, queued=0, lost=0)
+
+    def rep(wall: float) -> Repetition:
+        return Repetition(acc, Timings(), float("nan"), wall, None, None, {})
+
+    timed, untimed = [rep(90.0), rep(80.0), rep(99.0)], [rep(100.0), rep(100.0), rep(100.0)]
+    target = Target(Settings(), "threads@h", "threads", 4, 1.5, None)
+    result = cell_result(CellRun(CELL, target, 40.0, None, timed, 0, untimed))
+    assert result["overhead_runs"] == [0.1, 0.2, 0.01]
+    assert result["overhead"] == 0.1
+    assert result["untimed"] == {"wall_per_s": 100.0, "wall_min": 100.0, "wall_max": 100.0}
+    assert (result["repetitions"], result["untimed_repetitions"], result["sent"]) == (3, 3, 600)
+
+
 def test_latency_percentiles_are_over_all_repetitions() -> None:
     result = cell_result(run_of(repetition(2.4), repetition(1.9), repetition(4.9)))
     assert abs(result["p50_s"] - 0.6) / 0.6 < 0.015

@@ -79,7 +79,7 @@ def test_report_files_and_what_they_say(tmp_path: Path) -> None:
     assert text.index("plots/throughput.png") < text.index("## Summary"), "the verdict plot comes first"
     assert "| sleep-prefork-c64 ⚠ |" in text, "a cell with lost tasks is marked"
     assert "1 cell(s) with lost, duplicated or unfinished tasks" in text
-    assert "| noop-threads-c4 | 666.4 | 700.0 | +4.8% | yes |" in text
+    assert "| noop-threads-c4 | 666.4 | 700.0 | +4.8% | - | yes |" in text
     assert "`batch`" in text and "never the bottleneck" in text
     assert "**5,000.0 tasks/s**" in text
     html = (tmp_path / "report.html").read_text()
@@ -96,3 +96,11 @@ def test_report_of_a_partial_run_says_so(tmp_path: Path) -> None:
     text = write_report(results, tmp_path).read_text()
     assert "Only 2 of 8 cells were measured" in text
     assert "Not measured: no cell has a twin with timing off." in text
+
+
+def test_a_paired_cell_is_its_own_overhead_row() -> None:
+    paired = cell("prefork", "noop", 2, 450.0, None, 53.0, label="overhead", untimed_repetitions=3,
+                  untimed={"wall_per_s": 470.0, "wall_min": 460.0, "wall_max": 480.0},
+                  overhead=0.03, overhead_runs=[0.01, 0.03, 0.06])  # fmt: skip
+    (row,) = findings.overheads([paired])
+    assert (row["overhead"], row["runs"], row["off"]["wall_per_s"]) == (0.03, [0.01, 0.03, 0.06], 470.0)
