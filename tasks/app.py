@@ -9,6 +9,7 @@ runs a second time, and the run ledger reports it as a duplicate.
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from celery import Celery
@@ -90,3 +91,19 @@ def make_app(settings: Settings) -> Celery:
     )
     app.conf.lab_settings = settings
     return app
+
+
+def close_app(app: Celery) -> None:
+    """Close a client app so that no AsyncResult it made talks to Redis after this returns.
+
+    AsyncResults left for the garbage collector unsubscribe from Redis in `__del__`; with
+    Redis gone by then (a test's server, a finished experiment's) that retries for 20 s each
+    and ends in errors at exit. Some stay referenced (a failed `get()` keeps its traceback),
+    so the result subscription is closed too: their `__del__` then has nothing to do.
+    """
+    gc.collect()
+    consumer = getattr(app.backend, "result_consumer", None)
+    if consumer is not None and consumer._pubsub is not None:
+        consumer.stop()
+        consumer._pubsub = None
+    app.close()

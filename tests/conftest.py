@@ -6,7 +6,6 @@ test's messages even though the Redis server is shared by the session.
 
 from __future__ import annotations
 
-import gc
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import redis
 from config import Settings
 from stack.redis_server import RedisServer, free_port
 from stack.workers import Flower, Worker
-from tasks.app import make_app
+from tasks.app import close_app, make_app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,16 +55,7 @@ def app(settings: Settings) -> Iterator[object]:
     """A client-side Celery app on the test's settings (tasks sent by name)."""
     celery_app = make_app(settings)
     yield celery_app
-    # AsyncResults left for the garbage collector unsubscribe from Redis in __del__; with the
-    # session's Redis already stopped that retries for 20 s each and the session hangs at exit.
-    # Some stay referenced (a failed get() keeps its traceback, and the test's frame, alive), so
-    # also close the result subscription: their __del__ then has nothing to unsubscribe from.
-    gc.collect()
-    consumer = getattr(celery_app.backend, "result_consumer", None)
-    if consumer is not None and consumer._pubsub is not None:
-        consumer.stop()
-        consumer._pubsub = None
-    celery_app.close()
+    close_app(celery_app)
 
 
 @pytest.fixture

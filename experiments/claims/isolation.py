@@ -24,7 +24,7 @@ from producer.tracking import RunLedger
 from stack.processes import wait_until
 from stack.workers import Worker
 from tasks import connections, ledger
-from tasks.app import make_app
+from tasks.app import close_app, make_app
 
 CRASH_VISIBILITY_TIMEOUT = 5
 RESTORE_INTERVAL_S = 10  # kombu's Redis transport restores expired unacked messages this often
@@ -52,7 +52,7 @@ def shared_state(settings: Settings, run_dir: Path, pool: str, concurrency: int 
         values = [result.get(timeout=60) for result in pending]
         pending.clear()  # results are released while their backend is still open
     finally:
-        app.close()
+        close_app(app)
         worker.stop()
     return SharedState(pool, tasks, len({v["pid"] for v in values}), max(v["seen"] for v in values))
 
@@ -88,7 +88,7 @@ def crash_loss(settings: Settings, run_dir: Path, pool: str, acks_late: bool, co
                       headers=ledger.run_headers(first.run_id, timing=False))
         publish(app, s, rest)
     finally:
-        app.close()
+        close_app(app)
     started = time.monotonic()
     wait_until(marker.exists, 60, "the crash task to run")
     died = _wait_for_exit(worker, 5.0)

@@ -8,7 +8,6 @@ prefork the task ends early; on threads it runs to its own end.
 
 from __future__ import annotations
 
-import gc
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from producer.tracking import RunLedger
 from stack.processes import wait_until
 from stack.workers import Worker
 from tasks import connections, ledger
-from tasks.app import make_app
+from tasks.app import close_app, make_app
 
 RUNAWAY_S = 6.0
 LIMIT_S = 1
@@ -52,8 +51,7 @@ def stop_runaway(settings: Settings, run_dir: Path, pool: str) -> list[StopAttem
         try:
             attempts.append(_attempt(app, settings, worker, method))
         finally:
-            gc.collect()  # drop AsyncResults while their backend connection is still open
-            app.close()
+            close_app(app)
             worker.stop()
     return attempts
 

@@ -20,7 +20,7 @@ from producer.publish import SendPlan, publish
 from producer.tracking import RunLedger
 from stack.workers import Worker
 from tasks import connections
-from tasks.app import make_app
+from tasks.app import close_app, make_app
 
 SLEEP_SHARE = 0.8
 TASKS = 200
@@ -66,7 +66,7 @@ def _scenario(settings: Settings, run_dir: Path, scenario: str, tasks: int) -> M
             for plan in _interleaved(sleep_plan, square_plan):
                 publish(app, settings, plan)
         finally:
-            app.close()
+            close_app(app)
         run = RunLedger(connections.client(settings.require_broker()), sleep_plan.run_id)
         run.wait(tasks, timeout=120)
         run.drain_timings()
