@@ -19,12 +19,14 @@ kombu's own: publishing is one LPUSH either way, and Flower's broker page knows 
 from __future__ import annotations
 
 import time
+from functools import cached_property
 from typing import Any
 
 from celery import Celery
 from celery.signals import celeryd_init
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import loads
+from redis.commands.core import Script
 
 MULTI_QUEUE_WAIT_S = 0.1
 TRANSPORT = "tasks.transport:Transport"
@@ -59,7 +61,10 @@ return false
 class Channel(kombu_redis.Channel):
     """Consumes by waiting without popping, then taking and recording in one Lua call."""
 
-    _take: Any = None
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.global_keyprefix:  # kombu's prefixing client would prefix only the first key of the script
+            raise ValueError("tasks.transport does not support the global_keyprefix transport option")
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         queues = self._queue_cycle.consume(len(self.active_queues))
@@ -73,10 +78,7 @@ class Channel(kombu_redis.Channel):
             timeout = min(timeout or MULTI_QUEUE_WAIT_S, MULTI_QUEUE_WAIT_S)
         self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()  # type: ignore[assignment]  # kombu types it None
-        command = ["BLMOVE", keys[0], keys[0], "RIGHT", "RIGHT", timeout or 0]
-        if self.global_keyprefix:
-            command = self.client._prefix_args(command)
-        self.client.connection.send_command(*command)
+        self.client.connection.send_command("BLMOVE", keys[0], keys[0], "RIGHT", "RIGHT", timeout or 0)
 
     def _brpop_read(self, **options: Any) -> bool:
         try:
@@ -99,13 +101,14 @@ class Channel(kombu_redis.Channel):
     def _take_keys(self, queues: list[str]) -> list[str]:
         return [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
 
+    @cached_property
+    def _take(self) -> Script:
+        """The take script on a pooled client of this channel, built once, not per message."""
+        return self._create_client().register_script(TAKE_SCRIPT)
+
     def _take_one(self, keys: list[str]) -> tuple[str, str] | None:
         """Pop the first message of `keys` and record it as unacked, atomically; None if all empty."""
-        with self.conn_or_acquire() as client:
-            if self._take is None:
-                type(self)._take = client.register_script(TAKE_SCRIPT)
-            keys = [*keys, self.unacked_key, self.unacked_index_key]
-            found = self._take(keys=keys, args=[time.time()], client=client)
+        found = self._take(keys=[*keys, self.unacked_key, self.unacked_index_key], args=[time.time()])
         if not found:
             return None
         key, item = (part.decode() if isinstance(part, bytes) else part for part in found)
