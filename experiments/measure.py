@@ -83,9 +83,11 @@ def measure_cell(ctx: Context, cell: Cell) -> CellRun:
         reps: list[Repetition] = []
         untimed: list[Repetition] = []
         for i in range(cell.repetitions):
-            for timing in pair_order(i) if cell.paired_untimed else (cell.timing,):
-                rep = run_repetition(ctx, cell, settings, target, rate, timing=timing)
-                (reps if timing or not cell.paired_untimed else untimed).append(rep)
+            if not cell.paired_untimed:
+                reps.append(run_repetition(ctx, cell, settings, target, rate))
+                continue
+            for timing in pair_order(i):
+                (reps if timing else untimed).append(run_repetition(ctx, cell, settings, target, rate, timing=timing))
     return CellRun(cell, target, _capped(ideal, rate), rate, reps, _ledger_errors(ctx, cell), untimed)
 
 
