@@ -4,31 +4,27 @@ from config import Settings
 from experiments import redis_stats
 from experiments.flower_check import succeeded_in
 from experiments.measure import CellRun, Repetition
-from experiments.spec import parse
+from experiments.spec import Cell, parse
 from experiments.summary import cell_result
 from experiments.targets import Target
 from producer.tracking import Accounting, Timings
 
-CELL = parse("""
+
+def one_cell(pool: str, concurrency: int, workload: str, params: str, repetitions: int) -> Cell:
+    """The single cell of a one-block experiment file."""
+    return parse(f"""
 [[cells]]
-pools = ["threads"]
-concurrency = [4]
-workload = "sleep"
-params = { seconds = 0.1 }
+pools = ["{pool}"]
+concurrency = [{concurrency}]
+workload = "{workload}"
+params = {params}
 tasks = 100
-repetitions = 3
+repetitions = {repetitions}
 """).cells[0]
 
 
-SQUARE = parse("""
-[[cells]]
-pools = ["prefork"]
-concurrency = [1]
-workload = "square"
-params = { work = 1000 }
-tasks = 100
-repetitions = 2
-""").cells[0]
+CELL = one_cell("threads", 4, "sleep", "{ seconds = 0.1 }", 3)
+SQUARE = one_cell("prefork", 1, "square", "{ work = 1000 }", 2)
 
 
 def timings(n: int, span: float, wait: float, run: float, cpu: float | None = None) -> Timings:

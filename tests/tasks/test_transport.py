@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -32,19 +33,25 @@ def publish(channel: Channel, queue: str, body: dict[str, int]) -> None:
     channel.connection.client.Producer(channel).publish(body, routing_key=queue, serializer="json")
 
 
+def publish_and_take(channel: Channel, queue: str, redis_client: redis.Redis) -> dict[str, Any]:
+    """One message through the atomic take; it has left its queue."""
+    publish(channel, queue, {"n": 1})
+    taken = channel._take_one([queue])
+    assert taken is not None and taken[0] == queue
+    assert redis_client.llen(queue) == 0
+    message: dict[str, Any] = json.loads(taken[1])
+    return message
+
+
 def test_a_taken_message_is_recorded_as_unacked_in_the_same_step(
     channel: Channel, settings: Settings, redis_client: redis.Redis
 ) -> None:
     queue = settings.queue_for("threads")
-    publish(channel, queue, {"n": 1})
+    taken = publish_and_take(channel, queue, redis_client)
 
-    taken = channel._take_one([queue])
-
-    assert taken is not None and taken[0] == queue
-    tag = json.loads(taken[1])["properties"]["delivery_tag"]
-    assert redis_client.llen(queue) == 0
+    tag = taken["properties"]["delivery_tag"]
     message, _exchange, routing_key = json.loads(redis_client.hget(channel.unacked_key, tag) or b"null")
-    assert message == json.loads(taken[1]) and routing_key == queue
+    assert message == taken and routing_key == queue
     assert redis_client.zscore(channel.unacked_index_key, tag) is not None
 
 
@@ -53,9 +60,7 @@ def test_a_message_taken_by_a_consumer_that_died_comes_back(
 ) -> None:
     """The crash window kombu's BRPOP leaves open: taken, then the consumer is gone before its ack."""
     queue = settings.queue_for("prefork")
-    publish(channel, queue, {"n": 2})
-    taken = channel._take_one([queue])
-    assert taken is not None and redis_client.llen(queue) == 0
+    taken = publish_and_take(channel, queue, redis_client)
 
     def swept_back() -> bool:
         channel.qos.restore_visible(num=100)
@@ -63,7 +68,7 @@ def test_a_message_taken_by_a_consumer_that_died_comes_back(
 
     wait_until(swept_back, 10, "the visibility-timeout sweep to restore the message")
     restored = json.loads(redis_client.lindex(queue, 0) or b"null")
-    assert restored["properties"]["delivery_tag"] == json.loads(taken[1])["properties"]["delivery_tag"]
+    assert restored["properties"]["delivery_tag"] == taken["properties"]["delivery_tag"]
     assert restored["headers"]["redelivered"] is True
 
 
