@@ -6,7 +6,7 @@
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"   # debootstrap lives in sbin
 IMAGE="${1:-localhost/debian:bookworm-py}"
-MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+MIRROR="$(bash "$(dirname "$0")/../tools/debian-mirror.sh")"  # the machine's own apt mirror; DEBIAN_MIRROR overrides
 . "$(dirname "$0")/podman-env.sh"
 
 if podman image exists "$IMAGE"; then
