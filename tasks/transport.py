@@ -87,7 +87,8 @@ class Channel(kombu_redis.Channel):
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
-            taken = self._take_one(self._waiting_keys) if waited or len(self._waiting_keys) > 1 else None
+            keys = self._still_consumed(self._waiting_keys)
+            taken = self._take_one(keys) if keys and (waited or len(keys) > 1) else None
             if not taken:
                 raise kombu_redis.Empty()
             queue, item = taken
@@ -97,6 +98,21 @@ class Channel(kombu_redis.Channel):
         finally:
             self._in_poll = None  # type: ignore[assignment]  # kombu types it bool
             self._flush_brpop_reauth()
+
+    def _still_consumed(self, keys: list[str]) -> list[str]:
+        """The waited-on keys whose queue is still consumed.
+
+        A wait outlives a `cancel_consumer` (Celery's pause) by up to `brpop_timeout`; when a
+        message arrives it returns. Taking then would pop from a queue nobody consumes: kombu would
+        find no callback and requeue the message at the back, marked redelivered (the accounting
+        test saw 19 of 20 prefilled messages in the queue). The wait moved nothing, so there is
+        nothing to undo: skip the take.
+        """
+        active = set(self.active_queues)
+        return [key for key in keys if self._queue_of(key) in active]
+
+    def _queue_of(self, key: str) -> str:
+        return key.rsplit(self.sep, 1)[0]
 
     def _take_keys(self, queues: list[str]) -> list[str]:
         return [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
@@ -112,7 +128,7 @@ class Channel(kombu_redis.Channel):
         if not found:
             return None
         key, item = (part.decode() if isinstance(part, bytes) else part for part in found)
-        return key.rsplit(self.sep, 1)[0], item
+        return self._queue_of(key), item
 
 
 class Transport(kombu_redis.Transport):

@@ -97,3 +97,25 @@ def test_a_worker_on_two_queues_serves_both(
     sends = [(2, first), (3, second)]
     results = [app.send_task("tasks.square", args=[n], kwargs={"work": 1}, queue=q) for n, q in sends]
     assert [r.get(timeout=30) for r in results] == [4, 9]
+
+
+def test_a_paused_worker_takes_nothing_published_after_the_pause(
+    app: Celery, settings: Settings, start_worker: Callable[..., Worker], redis_client: redis.Redis
+) -> None:
+    """A worker paused (cancel_consumer) while its blocking wait is in flight must leave new messages queued.
+
+    The wait (`BLMOVE`, up to 1 s) outlives the cancel; when a message arrives it returns, and the
+    take must not pop from a queue no longer consumed (the accounting test saw 19 of 20 prefilled).
+    """
+    queue = settings.queue_for("threads")
+    worker = start_worker("threads")
+    replies = app.control.cancel_consumer(queue, destination=[worker.name], reply=True, timeout=5)
+    assert "no longer consuming" in str(replies)
+    ids = [app.send_task("tasks.noop", queue=queue).id for _ in range(20)]
+    for _ in range(3):  # each ping is answered by the event loop that would have read the wait's reply
+        assert app.control.ping(destination=[worker.name], timeout=5)
+    queued = [json.loads(item)["headers"] for item in redis_client.lrange(queue, 0, -1)]
+    assert [h["id"] for h in reversed(queued)] == ids, "the queue must be exactly what was sent, in order"
+    assert not any(h.get("redelivered") for h in queued)
+    unacked = [json.loads(record)[2] for record in redis_client.hvals("unacked")]
+    assert queue not in unacked
