@@ -1,5 +1,5 @@
 """The one place the lab's settings are read."""
 
-from config.settings import Settings, SettingsError
+from config.settings import Settings, SettingsError, redact
 
-__all__ = ["Settings", "SettingsError"]
+__all__ = ["Settings", "SettingsError", "redact"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,10 +22,23 @@ from config.constants import ENV_PREFIX, POOLS
 
 BROKER_SCHEMES = ("redis", "rediss", "unix")
 STATE_FILE = "stack.json"
+# Everything between `scheme://` and the last `@` of a URL (user and password, whatever they
+# contain: `@ : / %` included), and a `password=` query parameter.
+_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)\S*@")
+_PASSWORD_PARAM = re.compile(r"(?i)(password=)[^&\s'\"]*")
 
 
 class SettingsError(ValueError):
-    """A setting has a value the lab cannot use; the message is one line."""
+    """A setting has a value the lab cannot use; the message is one line and holds no secret."""
+
+
+def redact(text: str) -> str:
+    """`text` with the credentials of every URL in it replaced by `***`.
+
+    Works on any text (a URL, an exception's message) and does not parse it: a malformed URL is
+    exactly the one whose error must not leak its password.
+    """
+    return _PASSWORD_PARAM.sub(r"\1***", _CREDENTIALS.sub(r"\1***@", text))
 
 
 def _default_concurrency() -> dict[str, int]:
@@ -36,7 +50,7 @@ def _default_concurrency() -> dict[str, int]:
 class Settings:
     """Everything configurable, with the defaults documented in the README."""
 
-    broker_url: str | None = None
+    broker_url: str | None = field(default=None, repr=False)
     results: bool = True
     queue_prefix: str = "lab"
     concurrency: Mapping[str, int] = field(default_factory=_default_concurrency)
@@ -47,8 +61,7 @@ class Settings:
     flower_address: str = "127.0.0.1"
     flower_port: int = 5555
     flower_user: str = "lab"
-    flower_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
-    redis_password: str | None = None
+    flower_password: str = field(default_factory=lambda: secrets.token_urlsafe(12), repr=False)
     state_dir: Path = Path(".lab")
     loglevel: str = "INFO"
 
@@ -139,19 +152,23 @@ def _check_int(what: str, value: object, low: int, high: int) -> None:
 
 
 def _check_broker_url(url: str) -> None:
+    """Refuse a URL Redis clients would choke on later; every message shows it redacted."""
+    shown = redact(url)
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise SettingsError(f"malformed broker URL {url!r}: {exc}") from None
+        raise SettingsError(f"malformed broker URL {shown!r}: {redact(str(exc))}") from None
     if parts.scheme not in BROKER_SCHEMES:
-        raise SettingsError(
-            f"broker URL must start with redis://, rediss:// or unix://, got {url!r}"
-        )
+        raise SettingsError(f"broker URL must start with redis://, rediss:// or unix://, got {shown!r}")
     if parts.scheme != "unix" and not parts.hostname:
-        raise SettingsError(f"broker URL {url!r} has no host")
+        hint = ": percent-encode '/', '?' and '#' in the password" if "@" in url.partition("://")[2] else ""
+        raise SettingsError(f"broker URL {shown!r} has no host{hint}")
     if port == 0:
-        raise SettingsError(f"broker URL {url!r} has port 0")
+        raise SettingsError(f"broker URL {shown!r} has port 0")
+    database = parts.path.strip("/")
+    if parts.scheme != "unix" and database and not (database.isdigit() and int(database) < 2**16):
+        raise SettingsError(f"broker URL {shown!r}: the database must be a number, got {redact(database)!r}")
 
 
 def _parse_bool(raw: str) -> bool:
@@ -183,7 +200,6 @@ _PARSERS: dict[str, type | object] = {
     "flower_port": _parse_int,
     "flower_user": str,
     "flower_password": str,
-    "redis_password": str,
     "state_dir": Path,
     "loglevel": str,
 }

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 
-from config import Settings, SettingsError
+from config import Settings, SettingsError, redact
 from config.constants import DEFAULT_POOLS, EXIT_USAGE, POOLS
 from stack import processes
 from stack.prometheus import PrometheusError
-from tasks.connections import BrokerUnreachable, redact, wait_for_broker
+from tasks.connections import BrokerUnreachable, wait_for_broker
 
 BROKER_WAIT_S = 60.0
 

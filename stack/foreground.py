@@ -1,4 +1,4 @@
-"""`lab up`: the native stack in the foreground until Ctrl-C (or until a part dies)."""
+"""`lab up`: the native stack in the foreground until Ctrl-C, restarting any part that dies."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from config import Settings
+from config import Settings, redact
+from config.settings import STATE_FILE
 from stack.launcher import Stack, running_stack
-from tasks.connections import redact
+from stack.supervisor import Part, StackDown, Supervisor
+
+POLL_S = 0.5
 
 
 def run_foreground(settings: Settings, pools: Sequence[str], run_dir: Path, monitoring: bool = False) -> None:
@@ -20,27 +23,28 @@ def run_foreground(settings: Settings, pools: Sequence[str], run_dir: Path, moni
     try:
         with running_stack(settings, run_dir, pools, with_prometheus=monitoring) as stack:
             _announce(console, stack)
-            while (dead := _dead_part(stack)) is None:
-                time.sleep(0.5)
-            console.print(f"[red]{dead} exited; stopping the stack[/red]")
+            supervisor = Supervisor(supervised_parts(stack), lambda line: console.print(f"[yellow]{line}[/yellow]"))
+            while True:
+                supervisor.check()
+                time.sleep(POLL_S)
     except KeyboardInterrupt:
         console.print("stopping: warm shutdown of the workers, then Redis")
+    except StackDown as exc:
+        console.print(f"[red]{exc}; stopping the stack[/red]")
     console.print("stack stopped")
+
+
+def supervised_parts(stack: Stack) -> list[Part]:
+    """Redis first (the others need it), then the workers, Flower and Prometheus."""
+    parts = [Part("redis", stack.redis, essential=True)] if stack.redis else []
+    parts += [Part(f"worker {pool}", worker) for pool, worker in stack.workers.items()]
+    parts += [Part(name, thing) for name, thing in (("flower", stack.flower), ("prometheus", stack.prometheus))
+              if thing is not None]
+    return parts
 
 
 def _raise_interrupt(*_: object) -> None:
     raise KeyboardInterrupt
-
-
-def _dead_part(stack: Stack) -> str | None:
-    for pool, worker in stack.workers.items():
-        if worker.process is None or worker.process.poll() is not None:
-            return f"worker {pool}"
-    if stack.flower and (stack.flower.process is None or stack.flower.process.poll() is not None):
-        return "flower"
-    if stack.prometheus and (stack.prometheus.process is None or stack.prometheus.process.poll() is not None):
-        return "prometheus"
-    return None
 
 
 def _announce(console: Console, stack: Stack) -> None:
@@ -50,8 +54,8 @@ def _announce(console: Console, stack: Stack) -> None:
         console.print(f"worker   {worker.name}  pool={pool} concurrency={worker.concurrency} "
                       f"queue={s.queue_for(pool)}  ready in {worker.startup_s:.1f} s")
     if stack.flower:
-        console.print(f"flower   {s.flower_url}  user={s.flower_user} password={s.flower_password}")
+        console.print(f"flower   {s.flower_url}  user={s.flower_user}, password in {s.state_dir / STATE_FILE} (0600)")
     if stack.prometheus:
         console.print(f"prometheus {stack.prometheus.url}  (scrapes flower's /metrics; try `flower_events_total`)")
     console.print(f"logs     {stack.run_dir}/   producer: `producer send --task square -n 100 --wait`")
-    console.print("Ctrl-C to stop")
+    console.print("a part that dies is restarted; Ctrl-C stops the stack")

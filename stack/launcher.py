@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from config import Settings, SettingsError
+from config import Settings, SettingsError, redact
 from config.constants import DEFAULT_POOLS
 from config.settings import STATE_FILE, write_stack_state
 from stack.prometheus import Prometheus
 from stack.redis_server import RedisServer, free_port
 from stack.workers import Flower, Worker
-from tasks.connections import check_broker, redact
+from tasks.connections import check_broker
 
 
 @dataclass

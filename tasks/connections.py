@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
+
+from config.settings import redact
 
 
 class BrokerUnreachable(ConnectionError):
     """The broker did not answer; the message is one line and hides the password."""
-
-
-def redact(url: str) -> str:
-    """The URL with its password replaced, fit for a log line or an error message."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def client(url: str, timeout: float = 5.0) -> redis.Redis:
