@@ -37,21 +37,21 @@ system-deps-bench:   ## redis-benchmark (Debian redis-tools) for the Redis ops/s
 		fi; }
 
 bench: setup system-deps-bench  ## config/experiments/quick.toml (< 3 min) -> results/quick/<timestamp>/report.md
-	$(BIN)/producer experiment run config/experiments/quick.toml
+	$(BIN)/lab bench config/experiments/quick.toml
 
 bench-full: setup system-deps-bench  ## full.toml, then every claim at full size: results/full/ and results/claims-full/
-	$(BIN)/producer experiment run config/experiments/full.toml
-	$(BIN)/producer experiment claims config/experiments/claims-full.toml
+	$(BIN)/lab bench config/experiments/full.toml
+	$(BIN)/lab claims config/experiments/claims-full.toml
 
 claims: setup        ## every claim of the article, small (< 15 min) -> results/claims/<timestamp>/verdicts.json
-	$(BIN)/producer experiment claims config/experiments/claims.toml
+	$(BIN)/lab claims config/experiments/claims.toml
 
 up: setup            ## the native stack in the foreground (Ctrl-C stops it); MONITORING=1 adds Prometheus
 	$(BIN)/lab up $(if $(filter 1 yes true,$(MONITORING)),--monitoring)
 
 SOAK_TASKS ?= 100000
 soak: setup          ## benchmark: SOAK_TASKS mixed tasks, a worker SIGKILLed and Redis restarted -> results/soak/summary.json
-	$(BIN)/python -m experiments.soak --tasks $(SOAK_TASKS) --out results/soak
+	$(BIN)/lab soak --tasks $(SOAK_TASKS) --out results/soak
 
 demo: setup          ## fresh machine -> stack -> short comparison -> results/demo/summary.json
 	$(BIN)/lab demo

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from config.constants import ENV_PREFIX, POOLS
+from config.constants import ENV_PREFIX
+from config.errors import UserError
+from config.pools import POOL_NAMES, POOLS
 
 BROKER_SCHEMES = ("redis", "rediss", "unix")
 STATE_FILE = "stack.json"
@@ -28,7 +30,7 @@ _CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)\S*@")
 _PASSWORD_PARAM = re.compile(r"(?i)(password=)[^&\s'\"]*")
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """A setting has a value the lab cannot use; the message is one line and holds no secret."""
 
 
@@ -42,8 +44,7 @@ def redact(text: str) -> str:
 
 
 def _default_concurrency() -> dict[str, int]:
-    cores = os.cpu_count() or 1
-    return {"threads": 8, "prefork": cores, "gevent": 100, "eventlet": 100, "solo": 1}
+    return {name: pool.concurrency_default() for name, pool in POOLS.items()}
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class Settings:
     flower_password: str = field(default_factory=lambda: secrets.token_urlsafe(12), repr=False)
     state_dir: Path = Path(".lab")
     loglevel: str = "INFO"
+    broker_wait_s: int = 60  # how long an entry point waits for Redis to answer (containers start first)
+    probes: bool = False  # register the test and claim tasks (tasks.probes) in the worker
 
     def __post_init__(self) -> None:
         self.validate()
@@ -80,7 +83,7 @@ class Settings:
             if raw is not None and raw != "":
                 values[name] = _parse(name, raw, parse)
         concurrency = _default_concurrency()
-        for pool in POOLS:
+        for pool in POOL_NAMES:
             raw = env.get(f"{ENV_PREFIX}{pool.upper()}_CONCURRENCY")
             if raw:
                 concurrency[pool] = int(_parse(f"{pool}_concurrency", raw, int))  # type: ignore[call-overload]
@@ -131,11 +134,12 @@ class Settings:
             _check_broker_url(self.broker_url)
         for pool, count in self.concurrency.items():
             if pool not in POOLS:
-                raise SettingsError(f"unknown pool {pool!r}; expected one of {', '.join(POOLS)}")
+                raise SettingsError(f"unknown pool {pool!r}; expected one of {', '.join(POOL_NAMES)}")
             _check_int(f"{pool} concurrency", count, 1, 10_000)
         _check_int("prefetch multiplier", self.prefetch_multiplier, 0, 10_000)
         _check_int("visibility timeout", self.visibility_timeout, 1, 7 * 24 * 3600)
         _check_int("flower port", self.flower_port, 1, 65535)
+        _check_int("broker wait", self.broker_wait_s, 0, 24 * 3600)
         if not self.queue_prefix or not self.queue_prefix.replace("-", "").replace("_", "").isalnum():
             raise SettingsError(f"queue prefix {self.queue_prefix!r} must be letters, digits, - or _")
         if not self.flower_user or ":" in self.flower_user:
@@ -202,6 +206,8 @@ _PARSERS: dict[str, type | object] = {
     "flower_password": str,
     "state_dir": Path,
     "loglevel": str,
+    "broker_wait_s": _parse_int,
+    "probes": _parse_bool,
 }
 
 
@@ -235,7 +241,6 @@ def _running_stack(state_dir: Path) -> dict[str, object]:
 def write_stack_state(settings: Settings) -> Path:
     """Leave the broker URL and Flower credentials where `from_env` finds them (mode 0600)."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.state_dir / STATE_FILE
     state = {
         "broker_url": settings.broker_url,
         "flower_port": settings.flower_port,
@@ -243,7 +248,12 @@ def write_stack_state(settings: Settings) -> Path:
         "flower_password": settings.flower_password,
         "pid": os.getpid(),
     }
+    return write_private(settings.state_dir / STATE_FILE, json.dumps(state))
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write a file only its owner can read: it holds a password."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump(state, handle)
+        handle.write(text)
     return path

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from config import Settings
-from experiments.environment import describe, ideal_per_s
+from config.pools import POOLS
+from config.settings import STATE_FILE
+from experiments.environment import describe
 from producer.publish import SendPlan
 from producer.run import run
 from stack.launcher import Stack, running_stack
@@ -19,8 +22,7 @@ from tasks import connections
 DEMO_CONCURRENCY = 4
 DEMO_TASKS = {"square": 150, "sleep": 200}
 # ~25 ms of CPU per square: long enough that Celery's own per-task work does not hide the GIL's effect.
-DEMO_SQUARE_WORK = 300_000
-SLEEP_SECONDS = 0.1
+DEMO_PARAMS: dict[str, dict[str, Any]] = {"square": {"work": 300_000}, "sleep": {"seconds": 0.1}}
 
 
 def run_demo(settings: Settings, out: Path) -> dict[str, object]:
@@ -29,10 +31,11 @@ def run_demo(settings: Settings, out: Path) -> dict[str, object]:
                                              "prefork": DEMO_CONCURRENCY})
     with running_stack(settings, out / "stack", flower_port=0 if settings.flower_port == 5555 else None) as stack:
         s = stack.settings
-        console.print(f"Flower: {s.flower_url}  user={s.flower_user} password={s.flower_password}")
+        console.print(f"Flower: {s.flower_url}  user={s.flower_user}, password in {s.state_dir / STATE_FILE}")
         runs = [measure(stack, pool, workload, console)
                 for workload in DEMO_TASKS for pool in ("threads", "prefork")]
-        environment = describe(s, connections.client(s.require_broker()))
+        with connections.redis_client(s.require_broker()) as client:
+            environment = describe(s, client)
     summary: dict[str, object] = {"environment": environment, "runs": runs}
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -47,11 +50,12 @@ def measure(stack: Stack, pool: str, workload: str, console: Console) -> dict[st
     The CPU ideal uses the CPU time the burst's own tasks took in the worker: this machine's
     speed drifts too much for a figure measured a minute earlier (experiments/summary.py).
     """
-    plan = SendPlan(workload, DEMO_TASKS[workload], (pool,), work=DEMO_SQUARE_WORK, seconds=SLEEP_SECONDS)
+    plan = SendPlan(workload, DEMO_TASKS[workload], (pool,), DEMO_PARAMS[workload])
     console.print(f"[bold]{workload} on {pool}[/bold] ({plan.count} tasks)")
     report = run(stack.settings, plan, wait=True, timeout=300, console=console)
     worker = stack.workers[pool]
-    ideal = ideal_per_s(workload, worker.concurrency, seconds=SLEEP_SECONDS, task_cpu_s=report.task_cpu_s)
+    usable = POOLS[pool].usable_cores(worker.concurrency)
+    ideal = plan.task.ideal_per_s(plan.params, worker.concurrency, usable, report.task_cpu_s) or 0.0
     acc = report.accounting
     assert acc is not None
     throughput = report.drain_per_s or 0.0

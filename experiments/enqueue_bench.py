@@ -18,16 +18,18 @@ from typing import Any
 import redis
 
 from config import Settings
+from experiments.schema import EnqueueRates, EnqueueResult
 from experiments.spec import EnqueueBench
+from experiments.stats import Spread
 from producer.publish import SendPlan, publish
-from producer.stats import Spread
-from tasks.app import make_app
+from tasks.connections import client_app
+from tasks.ledger import run_headers
 
 USED_BY_RUNNER = "batch"
 BENCH_POOL = "threads"
 
 
-def run(settings: Settings, client: redis.Redis, bench: EnqueueBench) -> dict[str, Any]:
+def run(settings: Settings, client: redis.Redis, bench: EnqueueBench) -> EnqueueResult:
     """Measure each method `bench.repetitions` times; rates are messages per second."""
     target = settings.replace(queue_prefix=f"{settings.queue_prefix}-enqueue")
     queue = target.queue_for(BENCH_POOL)
@@ -53,32 +55,26 @@ def run(settings: Settings, client: redis.Redis, bench: EnqueueBench) -> dict[st
     }
 
 
-def _rates(spread: Spread) -> dict[str, float]:
+def _rates(spread: Spread) -> EnqueueRates:
     return {"median_per_s": round(spread.median, 1), "min_per_s": round(spread.low, 1),
             "max_per_s": round(spread.high, 1)}
 
 
 def _apply_async(settings: Settings, count: int) -> float:
-    app = make_app(settings)
-    try:
+    with client_app(settings) as app:
         queue = settings.queue_for(BENCH_POOL)
         app.send_task("tasks.noop", queue=queue)  # connect before the clock starts
+        headers = run_headers("enqueue-bench")
         started = time.perf_counter()
         for _ in range(count):
-            app.send_task("tasks.noop", queue=queue, headers={"lab_run": "enqueue-bench"})
+            app.send_task("tasks.noop", queue=queue, headers=headers)
         return count / (time.perf_counter() - started)
-    finally:
-        app.close()
 
 
 def _batch(settings: Settings, count: int) -> float:
-    app = make_app(settings)
-    try:
+    with client_app(settings) as app:
         publish(app, settings, SendPlan("noop", 1, (BENCH_POOL,), run_id="enqueue-warmup"))
-        result = publish(app, settings, SendPlan("noop", count, (BENCH_POOL,), run_id="enqueue-bench"))
-        return result.rate_per_s
-    finally:
-        app.close()
+        return publish(app, settings, SendPlan("noop", count, (BENCH_POOL,), run_id="enqueue-bench")).rate_per_s
 
 
 def _processes(settings: Settings, count: int, workers: int) -> float:
@@ -105,12 +101,9 @@ def _processes(settings: Settings, count: int, workers: int) -> float:
 
 def _produce(settings: Settings, count: int, barrier: Any, results: Any) -> None:
     """In a child: connect, wait for the others, publish, report (start, end) wall-clock times."""
-    app = make_app(settings)
-    try:
+    with client_app(settings) as app:
         publish(app, settings, SendPlan("noop", 1, (BENCH_POOL,), run_id="enqueue-warmup"))
         barrier.wait(timeout=60)
         started = time.time()
         publish(app, settings, SendPlan("noop", count, (BENCH_POOL,), run_id=uuid.uuid4().hex[:12]))
         results.put((started, time.time()))
-    finally:
-        app.close()

@@ -8,12 +8,12 @@ import platform
 import statistics
 import time
 from importlib import metadata
+from typing import Any
 
 import redis
 
 from config import Settings
-from config.constants import DEFAULT_SQUARE_WORK
-from tasks.work import square
+from tasks.workloads import WORKLOADS
 
 WARM_UP_CPU_S = 1.5
 
@@ -38,20 +38,22 @@ def describe(settings: Settings, client: redis.Redis) -> dict[str, object]:
     }
 
 
-def _square_samples(work: int, repeats: int) -> list[float]:
+def _cpu_samples(workload: str, params: dict[str, Any], repeats: int) -> list[float]:
+    call = WORKLOADS[workload]
+    args, kwargs = call.arguments(3, params)
     warm_until = time.process_time() + WARM_UP_CPU_S  # an idle core starts slow: let its clock rise first
     while time.process_time() < warm_until:
-        square(3, work)
+        call.function(*args, **kwargs)
     samples = []
     for _ in range(repeats):
         started = time.process_time()
-        square(3, work)
+        call.function(*args, **kwargs)
         samples.append(time.process_time() - started)
     return samples
 
 
-def square_cpu_seconds(work: int = DEFAULT_SQUARE_WORK, repeats: int = 15) -> float:
-    """Median CPU time of one `square` call with every core busy: the denominator of the CPU ideal.
+def task_cpu_seconds(workload: str, params: dict[str, Any], repeats: int = 15) -> float:
+    """Median CPU time of one call with every core busy: the model's `cpu` before a run.
 
     One process per core measures at once, as the pool's children run in a CPU cell: on a VM
     whose cores share a physical core or its caches, a core is slower when its neighbours are
@@ -59,16 +61,5 @@ def square_cpu_seconds(work: int = DEFAULT_SQUARE_WORK, repeats: int = 15) -> fl
     """
     cores = os.cpu_count() or 1
     with multiprocessing.get_context("fork").Pool(cores) as pool:
-        per_core = pool.starmap(_square_samples, [(work, repeats)] * cores)
+        per_core = pool.starmap(_cpu_samples, [(workload, params, repeats)] * cores)
     return statistics.median(sample for samples in per_core for sample in samples)
-
-
-def ideal_per_s(workload: str, concurrency: int, *, seconds: float = 0.1,
-                task_cpu_s: float | None = None) -> float:
-    """The best a pool could do: concurrency / sleep time, or min(concurrency, cores) / CPU time."""
-    if workload == "sleep":
-        return concurrency / seconds if seconds > 0 else float("inf")
-    if workload == "square":
-        assert task_cpu_s, "square needs the measured single-task CPU time"
-        return min(concurrency, os.cpu_count() or 1) / task_cpu_s
-    raise ValueError(f"no ideal for workload {workload!r}")

@@ -10,10 +10,10 @@ for the counter to catch up before calling it a mismatch.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from experiments.schema import FlowerRun
 from stack.workers import Flower
 
 CATCH_UP_S = 10.0
@@ -29,7 +29,7 @@ class FlowerCheck:
         response.raise_for_status()
         return succeeded_in(response.text, worker)
 
-    def compare(self, worker: str, before: float, completed: int) -> dict[str, Any]:
+    def compare(self, worker: str, before: float, completed: int) -> FlowerRun:
         deadline = time.monotonic() + CATCH_UP_S
         while True:
             seen = int(self.succeeded(worker) - before)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
+from experiments.schema import InProcessRow
 from tasks.work import square
 
 PATTERNS = ("threading.Thread", "ThreadPoolExecutor", "multiprocessing.Process", "ProcessPoolExecutor")
@@ -31,8 +32,8 @@ class InProcessResult:
     throughput_min: float
     throughput_max: float
 
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+    def as_dict(self) -> InProcessRow:
+        return InProcessRow(**asdict(self))  # type: ignore[typeddict-item]
 
 
 def _run_slice(count: int, work: int) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,14 +22,14 @@ import redis
 from config import Settings
 from experiments import redis_stats, targets
 from experiments.flower_check import FlowerCheck
+from experiments.schema import FlowerRun
 from experiments.spec import Cell
 from producer.publish import SendPlan, publish
-from producer.tracking import Accounting, RunLedger, Timings, pending_in_broker
-from tasks.app import make_app
+from tasks.connections import client_app
+from tasks.ledger import Accounting, RunLedger, Timings
 
 POLL_S = 0.02
 LEDGER_ERROR = "record_end at"  # Celery logs "Signal handler <function ...record_end at 0x..> raised"
-DRAIN_EVERY_S = 1.0
 
 Progress = Callable[[int, int], None]
 
@@ -57,7 +57,7 @@ class Repetition:
     cpu_cores: float | None
     memory_mb: float | None
     calls: dict[str, int]
-    flower: dict[str, Any] | None = None
+    flower: FlowerRun | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -123,7 +123,9 @@ def run_repetition(ctx: Context, cell: Cell, settings: Settings, target: targets
     flower = ctx.flower if settings.events else None  # Flower only sees workers that send task events
     flower_before = flower.succeeded(target.name) if flower else None
     started = _feed(cell, settings, target, plan, between)
-    ended = wait_for_end(ledger, plan.total, [queue], ctx.on_progress, ctx.stall_s)
+    on_progress = ctx.on_progress
+    ended = ledger.wait(plan.total, timeout=3600.0, queues=[queue], stall_s=ctx.stall_s, poll_s=POLL_S,
+                        on_progress=(lambda done: on_progress(done, plan.total)) if on_progress else None).at
     cpu_after = target.cpu_seconds()
     calls = redis_stats.delta(calls_before, redis_stats.command_calls(ctx.client))
     ledger.drain_timings()
@@ -146,14 +148,14 @@ def run_repetition(ctx: Context, cell: Cell, settings: Settings, target: targets
 def _feed(cell: Cell, settings: Settings, target: targets.Target, plan: SendPlan,
           between: Callable[[], None] | None) -> float:
     """Put the plan's tasks in the queue as the arrival mode says; return when the drain may start."""
-    with _producer(settings) as send:
+    with client_app(settings) as app:
         if cell.arrival.mode != "prefill":
             started = time.monotonic()
-            send(plan)
+            publish(app, settings, plan)
             return started
         target.pause()
         try:
-            send(plan)
+            publish(app, settings, plan)
             if between:
                 between()
         finally:
@@ -162,48 +164,7 @@ def _feed(cell: Cell, settings: Settings, target: targets.Target, plan: SendPlan
 
 
 def plan_for(cell: Cell, pool: str, rate: float | None, timing: bool = True) -> SendPlan:
-    return SendPlan(cell.workload, cell.tasks, (pool,), rate=rate, timing=timing, **cell.param)
-
-
-@contextlib.contextmanager
-def _producer(settings: Settings) -> Iterator[Callable[[SendPlan], None]]:
-    """The lab's producer path (kombu `Producer.batch()`), one app per repetition."""
-    app = make_app(settings)
-
-    def send(plan: SendPlan) -> None:
-        publish(app, settings, plan)
-
-    try:
-        yield send
-    finally:
-        app.close()
-
-
-def wait_for_end(ledger: RunLedger, expected: int, queues: list[str], on_progress: Progress | None = None,
-                 stall_s: float = 10.0, timeout_s: float = 3600.0) -> float:
-    """Poll until `expected` tasks ended; give up early once nothing moves and nothing is pending.
-
-    Returns the monotonic time at which the last poll saw the run complete (or gave up).
-    Timing lines are folded into histograms as they arrive, so memory stays bounded.
-    """
-    started = last_move = last_drain = time.monotonic()
-    seen = -1
-    while True:
-        now = time.monotonic()
-        done = ledger.distinct_finished()
-        if done != seen:
-            seen, last_move = done, now
-            if on_progress:
-                on_progress(done, expected)
-        if done >= expected:
-            return now
-        if now - last_drain > DRAIN_EVERY_S:
-            ledger.drain_timings()
-            last_drain = now
-        stalled = now - last_move > stall_s and pending_in_broker(ledger.client, queues) == 0
-        if stalled or now - started > timeout_s:
-            return now
-        time.sleep(POLL_S)
+    return SendPlan(cell.workload, cell.tasks, (pool,), cell.param, rate=rate, timing=timing)
 
 
 def _ledger_errors(ctx: Context, cell: Cell) -> int:

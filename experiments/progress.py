@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from experiments.schema import CellResult
 from experiments.spec import Cell
 
 STARTUP_ESTIMATE_S = 2.0
@@ -24,7 +24,7 @@ def estimate_s(cell: Cell, ideal: float | None) -> float:
     """A rough length of one cell, for the ETA only."""
     rate = cell.arrival.rate or (ideal * cell.arrival.load if ideal and cell.arrival.load else ideal)
     per_rep = cell.tasks / (rate or FALLBACK_RATE)
-    if cell.workload == "square" and cell.pool != "prefork":
+    if cell.needs_measured_cpu and cell.pool != "prefork":
         per_rep *= max(1, min(cell.concurrency, 2))  # threads share one core's worth of GIL
     repetitions = cell.repetitions * (2 if cell.paired_untimed else 1)
     return STARTUP_ESTIMATE_S + 0.02 * cell.concurrency + repetitions * (per_rep + 0.3)
@@ -58,7 +58,7 @@ class CellProgress:
     def tasks_done(self, done: int, total: int) -> None:
         self.progress.update(self.reps, completed=done, total=total, count=f"{done}/{total}")
 
-    def finish(self, cell: Cell, result: dict[str, Any]) -> None:
+    def finish(self, cell: Cell, result: CellResult) -> None:
         self.progress.advance(self.overall, self.estimates.get(cell.id, 0.0))
         flag = "" if result.get("healthy") else f"  [red]lost {result['lost']} dup {result['duplicated']}[/red]"
         eff = result.get("efficiency")

@@ -1,8 +1,8 @@
-"""Run an experiment file: every cell, then the producer and Redis benchmarks, then the report.
+"""Run an experiment file: every cell, then the producer and Redis benchmarks, then results.json.
 
-Everything lands in `results/<experiment>/<timestamp>/`: a copy of the file, one
-JSON per finished cell (`cells/`), worker logs, `results.json` and the report.
-An interrupted run resumes from that directory: finished cells are skipped,
+Everything lands in `results/<experiment>/<timestamp>/`: a copy of the file, one JSON per
+finished cell (`cells/`), worker logs and `results.json` (the report is written from it by
+`report.build`). An interrupted run resumes from that directory: finished cells are skipped,
 the embedded Redis starts empty, and the same file must be given again.
 """
 
@@ -20,16 +20,19 @@ from typing import Any
 from rich.console import Console
 
 from config import Settings
+from config.pools import POOLS
 from experiments import enqueue_bench, redis_stats
-from experiments.environment import describe, ideal_per_s, square_cpu_seconds
+from experiments.environment import describe, task_cpu_seconds
 from experiments.flower_check import FlowerCheck
 from experiments.measure import Context, measure_cell
 from experiments.progress import CellProgress
+from experiments.schema import CellResult, RedisCeiling, Results
 from experiments.spec import Cell, Experiment, SpecError
 from experiments.summary import cell_result
 from stack.redis_server import RedisServer, free_port
 from stack.workers import Flower
 from tasks import connections
+from tasks.workloads import call_label
 
 SPEC_COPY = "experiment.toml"
 
@@ -68,8 +71,8 @@ def check_resumable(run_dir: Path, experiment: Experiment) -> None:
 
 
 def run_experiment(experiment: Experiment, settings: Settings, run_dir: Path, attach: bool = False,
-                   console: Console | None = None) -> dict[str, Any]:
-    """Measure every unfinished cell, then write results.json and the report; return the results."""
+                   console: Console | None = None) -> Results:
+    """Measure every unfinished cell, then write and return results.json."""
     console = console or Console()
     paths = RunPaths(run_dir)
     for directory in (paths.root, paths.cells, paths.logs):
@@ -77,26 +80,20 @@ def run_experiment(experiment: Experiment, settings: Settings, run_dir: Path, at
     (run_dir / SPEC_COPY).write_text(experiment.source)
     settings = _run_settings(experiment, settings, paths, attach)
     broker = "attached" if attach else "external" if settings.broker_url else "embedded"
-    with _broker(settings, paths, attach) as settings, _flower(experiment, settings, paths, attach) as flower:
-        client = connections.client(settings.require_broker(), timeout=30)
-        try:
-            environment = _cached(paths.part("environment"), lambda: _environment(experiment, settings, client, broker))
-            ctx = Context(settings, client, paths.logs, _ideal_from(environment), attach,
-                          FlowerCheck(flower) if flower else None)
-            _run_cells(experiment, ctx, paths, console)
-            if experiment.enqueue:
-                bench = experiment.enqueue
-                _cached(paths.part("enqueue"), lambda: enqueue_bench.run(settings, client, bench))
-            if experiment.redis_benchmark:
-                _cached(paths.part("redis_server"), lambda: redis_stats.server_ops_per_s(settings.require_broker()))
-        finally:
-            client.close()
+    with (_broker(settings, paths, attach) as settings,
+          _flower(experiment, settings, paths, attach) as flower,
+          connections.redis_client(settings.require_broker(), timeout=30) as client):
+        environment = _cached(paths.part("environment"), lambda: _environment(experiment, settings, client, broker))
+        ctx = Context(settings, client, paths.logs, _ideal_from(environment), attach,
+                      FlowerCheck(flower) if flower else None)
+        _run_cells(experiment, ctx, paths, console)
+        if experiment.enqueue:
+            bench = experiment.enqueue
+            _cached(paths.part("enqueue"), lambda: enqueue_bench.run(settings, client, bench))
+        if experiment.redis_benchmark:
+            _cached(paths.part("redis_server"), lambda: redis_stats.server_ops_per_s(settings.require_broker()))
     results = assemble(experiment, paths)
-    paths.part("results").write_text(json.dumps(results, indent=2) + "\n")
-    from report.build import write_report
-
-    report = write_report(results, run_dir)
-    console.print(f"wrote {paths.part('results')} and {report}")
+    _write_json(paths.part("results"), results)
     return results
 
 
@@ -104,8 +101,7 @@ def _run_cells(experiment: Experiment, ctx: Context, paths: RunPaths, console: C
     todo = [cell for cell in experiment.cells if not paths.cell(cell).exists()]
     if len(todo) < len(experiment.cells):
         console.print(f"resuming: {len(experiment.cells) - len(todo)} of {len(experiment.cells)} cells already done")
-    ideal = ctx.ideal
-    with CellProgress(console, experiment.cells, todo, ideal) as progress:
+    with CellProgress(console, experiment.cells, todo, ctx.ideal) as progress:
         ctx.on_progress = progress.tasks_done
         for cell in todo:
             progress.start(cell)
@@ -114,30 +110,28 @@ def _run_cells(experiment: Experiment, ctx: Context, paths: RunPaths, console: C
             progress.finish(cell, result)
 
 
-def assemble(experiment: Experiment, paths: RunPaths) -> dict[str, Any]:
+def assemble(experiment: Experiment, paths: RunPaths) -> Results:
     """results.json: environment, cells in file order, and the run-wide benchmarks."""
-    cells = [json.loads(paths.cell(cell).read_text()) for cell in experiment.cells if paths.cell(cell).exists()]
-    enqueue = _read(paths.part("enqueue"))
-    server = _read(paths.part("redis_server"))
+    cells: list[CellResult] = [json.loads(paths.cell(cell).read_text()) for cell in experiment.cells
+                               if paths.cell(cell).exists()]
     return {
         "experiment": {"name": experiment.name, "description": experiment.description,
                        "digest": experiment.digest, "cells_planned": len(experiment.cells)},
         "environment": _read(paths.part("environment")) or {},
         "cells": cells,
-        "enqueue": enqueue,
-        "redis": _redis_ceiling(server, cells),
+        "enqueue": _read(paths.part("enqueue")),
+        "redis": _redis_ceiling(_read(paths.part("redis_server")), cells),
     }  # fmt: skip
 
 
-def _redis_ceiling(server: dict[str, Any] | None, cells: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _redis_ceiling(server: dict[str, Any] | None, cells: list[CellResult]) -> RedisCeiling | None:
     if not server:
         return None
     per_task = [c["redis"]["celery_commands_per_task"] for c in cells if c["redis"]["celery_commands_per_task"]]
-    if not per_task:
-        return {**server, "celery_commands_per_task": None, "ceiling_tasks_per_s": None}
-    worst = max(per_task)
-    return {**server, "celery_commands_per_task": worst,
-            "ceiling_tasks_per_s": round(redis_stats.ceiling(server["ops_per_s"], worst), 1)}
+    worst = max(per_task) if per_task else None
+    ceiling = round(redis_stats.ceiling(server["ops_per_s"], worst), 1) if worst else None
+    return {"method": server["method"], "ops_per_s": server["ops_per_s"], "per_command": server["per_command"],
+            "celery_commands_per_task": worst, "ceiling_tasks_per_s": ceiling}
 
 
 def _run_settings(experiment: Experiment, settings: Settings, paths: RunPaths, attach: bool) -> Settings:
@@ -151,7 +145,6 @@ def _run_settings(experiment: Experiment, settings: Settings, paths: RunPaths, a
 def _broker(settings: Settings, paths: RunPaths, attach: bool) -> Iterator[Settings]:
     """The configured broker, or a fresh embedded Redis private to this run."""
     if settings.broker_url or attach:
-        settings.require_broker()
         connections.check_broker(settings.require_broker())
         yield settings
         return
@@ -178,23 +171,22 @@ def _flower(experiment: Experiment, settings: Settings, paths: RunPaths, attach:
 
 
 def _environment(experiment: Experiment, settings: Settings, client: Any, broker: str) -> dict[str, Any]:
+    """The machine and versions, and the CPU time of one task of each measured-cost workload."""
     env = describe(settings, client)
-    works = sorted({int(c.param["work"]) for c in experiment.cells if c.workload == "square"})
-    env["square_task_cpu_s"] = {str(work): square_cpu_seconds(work) for work in works}
+    measured = {call_label(c.workload, c.param): c for c in experiment.cells if c.needs_measured_cpu}
+    env["task_cpu_s_before_run"] = {name: task_cpu_seconds(c.workload, c.param) for name, c in sorted(measured.items())}
     env.update({"loglevel": settings.loglevel, "visibility_timeout": settings.visibility_timeout,
                 "flower": experiment.flower, "broker": broker, "enqueue_method": enqueue_bench.USED_BY_RUNNER})
     return env
 
 
 def _ideal_from(environment: dict[str, Any]) -> Callable[[Cell, int], float | None]:
-    cpu = environment["square_task_cpu_s"]
+    """The model's ideal before the run (the summary recomputes it from the run's own task CPU)."""
+    cpu = environment["task_cpu_s_before_run"]
 
     def ideal(cell: Cell, concurrency: int) -> float | None:
-        if cell.workload == "square":
-            return ideal_per_s("square", concurrency, task_cpu_s=cpu[str(cell.param["work"])])
-        if cell.workload == "sleep":
-            return ideal_per_s("sleep", concurrency, seconds=cell.param["seconds"])
-        return None
+        usable = POOLS[cell.pool].usable_cores(concurrency)
+        return cell.task.ideal_per_s(cell.param, concurrency, usable, cpu.get(call_label(cell.workload, cell.param)))
 
     return ideal
 

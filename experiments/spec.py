@@ -17,19 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from config import Settings
-from config.constants import DEFAULT_SQUARE_WORK, MAX_TASKS_PER_RUN, POOLS, TASK_NAMES
+from config.constants import MAX_TASKS_PER_RUN
+from config.errors import UserError
+from config.pools import POOL_NAMES
+from tasks.workloads import WORKLOADS, Workload, call_label
 
 ARRIVALS = ("prefill", "burst", "rate")
-PARAMS: dict[str, dict[str, type]] = {"square": {"work": int}, "sleep": {"seconds": float}, "noop": {}}
-PARAM_DEFAULTS: dict[str, dict[str, Any]] = {"square": {"work": DEFAULT_SQUARE_WORK}, "sleep": {"seconds": 0.1},
-                                             "noop": {}}
 OVERRIDABLE = ("prefetch_multiplier", "acks_late", "events", "results", "visibility_timeout", "loglevel")
 TOP_KEYS = {"name", "description", "repetitions", "flower", "settings", "cells", "enqueue", "redis_benchmark"}
 CELL_KEYS = {"label", "pools", "concurrency", "workload", "params", "tasks", "rounds", "repetitions",
              "arrival", "rate", "load", "timing", "worker_args", "settings"}  # fmt: skip
 
 
-class SpecError(ValueError):
+class SpecError(UserError, ValueError):
     """The experiment file cannot be run; the message is one line naming the place."""
 
 
@@ -73,12 +73,21 @@ class Cell:
         return dict(self.params)
 
     @property
+    def task(self) -> Workload:
+        return WORKLOADS[self.workload]
+
+    @property
+    def needs_measured_cpu(self) -> bool:
+        """Its model needs a task's CPU time, which only measuring gives (square)."""
+        costs = self.task.costs
+        return costs is not None and costs(self.param).cpu_s is None
+
+    @property
     def setting_overrides(self) -> dict[str, Any]:
         return dict(self.overrides)
 
     def title(self) -> str:
-        params = ", ".join(f"{k}={v}" for k, v in self.params)
-        return f"{self.workload}({params}) on {self.pool} c={self.concurrency}, {self.arrival.describe()}"
+        return f"{call_label(self.workload, self.param)} on {self.pool} c={self.concurrency}, {self.arrival.describe()}"
 
 
 @dataclass(frozen=True)
@@ -148,12 +157,12 @@ def _expand(block: object, number: int, repetitions: int, start: int) -> list[Ce
         raise SpecError(f"{where} must be a table")
     _no_unknown(block, CELL_KEYS, where)
     workload = block.get("workload")
-    if workload not in TASK_NAMES:
-        raise SpecError(f"{where}: workload must be one of {', '.join(TASK_NAMES)}, got {workload!r}")
+    if workload not in WORKLOADS:
+        raise SpecError(f"{where}: workload must be one of {', '.join(WORKLOADS)}, got {workload!r}")
     pools = _list(block.get("pools"), f"{where}: pools")
     for pool in pools:
-        if pool not in POOLS:
-            raise SpecError(f"{where}: unknown pool {pool!r}; expected one of {', '.join(POOLS)}")
+        if pool not in POOL_NAMES:
+            raise SpecError(f"{where}: unknown pool {pool!r}; expected one of {', '.join(POOL_NAMES)}")
     what = f"{where}: concurrency"
     levels = [_int(c, what, 1, 10_000) for c in _list(block.get("concurrency"), what)]
     common = {
@@ -200,17 +209,14 @@ def _arrival(block: Mapping[str, Any], where: str) -> Arrival:
 
 
 def _params(workload: str, raw: Any, where: str) -> tuple[tuple[str, Any], ...]:
+    """The workload's parameters, checked by its catalogue entry, defaults filled in."""
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: params must be a table")
-    allowed = PARAMS[workload]
-    _no_unknown(raw, set(allowed), f"{where}: params of {workload}")
-    values: dict[str, Any] = dict(PARAM_DEFAULTS[workload])
-    for key, kind in allowed.items():
-        if key in raw:
-            if kind is int:
-                values[key] = _int(raw[key], f"{where}: {key}", 0, 100_000_000)
-            else:
-                values[key] = _number(raw[key], f"{where}: {key}", 0, 3600)
+    _no_unknown(raw, {param.name for param in WORKLOADS[workload].params}, f"{where}: params of {workload}")
+    try:
+        values = WORKLOADS[workload].validate(raw)
+    except ValueError as exc:
+        raise SpecError(f"{where}: {exc}") from None
     return tuple(sorted(values.items()))
 
 

@@ -17,23 +17,24 @@ import math
 import statistics
 from typing import Any
 
+from config.pools import POOLS
 from experiments import redis_stats
-from experiments.environment import ideal_per_s
 from experiments.measure import CellRun, Repetition
-from producer.stats import Histogram, Spread
-from producer.tracking import Timings
+from experiments.schema import CellResult, FlowerChecks, Percentiles, RedisCalls
+from experiments.stats import Spread
+from tasks.histogram import Histogram
+from tasks.ledger import Timings
 
 
-def cell_result(run: CellRun) -> dict[str, Any]:
+def cell_result(run: CellRun) -> CellResult:
     cell, reps = run.cell, run.repetitions
     throughput = Spread.of([_throughput(rep) for rep in reps])
     ideals = [_ideal(run, rep) for rep in reps]
     efficiencies = [_throughput(rep) / ideal for rep, ideal in zip(reps, ideals, strict=True) if ideal]
     wall = Spread.of([rep.wall_per_s for rep in reps])
     timings = merged(rep.timings for rep in reps)
-    sums = {key: sum(getattr(rep.accounting, key) for rep in [*reps, *run.untimed])
-            for key in ("sent", "completed", "failed", "queued", "lost", "duplicated")}  # fmt: skip
-    result: dict[str, Any] = {
+    everything = [*reps, *run.untimed]
+    result: CellResult = {
         "id": cell.id,
         "label": cell.label,
         "pool": cell.pool,
@@ -42,15 +43,23 @@ def cell_result(run: CellRun) -> dict[str, Any]:
         "tasks": cell.tasks,
         "repetitions": len(reps),
         "untimed_repetitions": len(run.untimed),
-        **sums,
+        "sent": sum(rep.accounting.sent for rep in everything),
+        "completed": sum(rep.accounting.completed for rep in everything),
+        "failed": sum(rep.accounting.failed for rep in everything),
+        "queued": sum(rep.accounting.queued for rep in everything),
+        "lost": sum(rep.accounting.lost for rep in everything),
+        "duplicated": sum(rep.accounting.duplicated for rep in everything),
         "throughput_per_s": _round(throughput.median),
         "throughput_min": _round(throughput.low),
         "throughput_max": _round(throughput.high),
         "ideal_per_s": _round(_median(ideals)),
         "efficiency": _round(_median(efficiencies), 4),
+        "usable_cores": POOLS[cell.pool].usable_cores(run.target.concurrency),
         "worker_memory_mb": _round(_max(rep.memory_mb for rep in reps), 1),
         "startup_s": _round(run.target.startup_s, 3),
-        **_percentiles(timings.end_to_end, ""),
+        "p50_s": _percentile(timings.end_to_end, 0.5),
+        "p95_s": _percentile(timings.end_to_end, 0.95),
+        "p99_s": _percentile(timings.end_to_end, 0.99),
         "params": cell.param,
         "arrival": cell.arrival.mode,
         "arrival_rate_per_s": _round(run.rate_per_s),
@@ -66,48 +75,61 @@ def cell_result(run: CellRun) -> dict[str, Any]:
         "ideal_before_run_per_s": _round(run.ideal_per_s),
         "efficiency_before_run": _round(throughput.median / run.ideal_per_s if run.ideal_per_s else None, 4),
         "efficiency_runs": [_round(e, 4) for e in efficiencies],
-        "queue_wait": _percentiles(timings.queue_wait, None),
-        "run_time": _percentiles(timings.run_time, None),
+        "queue_wait": _percentiles(timings.queue_wait),
+        "run_time": _percentiles(timings.run_time),
+        "io_observed": _percentiles(timings.io_observed),
+        "io_inflation": _io_inflation(run, timings),
         "redis": _redis(reps),
         "flower": _flower(reps),
         "throughput_runs": [_round(_throughput(rep)) for rep in reps],
         "ledger_write_errors": run.ledger_errors,
-        **_paired_overhead(run),
+        "healthy": all(rep.accounting.lost == rep.accounting.duplicated == rep.accounting.queued == 0
+                       for rep in everything),
     }
-    result["healthy"] = result["lost"] == 0 and result["duplicated"] == 0 and result["queued"] == 0
+    _add_paired_overhead(result, run)
     return result
 
 
 def merged(parts: Any) -> Timings:
     total = Timings()
     for part in parts:
-        total.queue_wait.merge(part.queue_wait)
-        total.run_time.merge(part.run_time)
-        total.end_to_end.merge(part.end_to_end)
+        total.merge(part)
     return total
 
 
-def _paired_overhead(run: CellRun) -> dict[str, Any]:
+def _add_paired_overhead(result: CellResult, run: CellRun) -> None:
     """A paired cell: the untimed twin's wall rate, and the overhead per pair, then the median."""
     if not run.untimed:
-        return {}
+        return
     untimed = Spread.of([rep.wall_per_s for rep in run.untimed])
     runs = [1 - on.wall_per_s / off.wall_per_s for on, off in zip(run.repetitions, run.untimed, strict=True)]
-    return {
-        "untimed": {"wall_per_s": _round(untimed.median), "wall_min": _round(untimed.low),
-                    "wall_max": _round(untimed.high)},
-        "overhead": _round(statistics.median(runs), 4),
-        "overhead_runs": [_round(r, 4) for r in runs],
-    }  # fmt: skip
+    result["untimed"] = {"wall_per_s": _round(untimed.median), "wall_min": _round(untimed.low),
+                         "wall_max": _round(untimed.high)}
+    result["overhead"] = _round(statistics.median(runs), 4)
+    result["overhead_runs"] = [_round(r, 4) for r in runs]
 
 
 def _ideal(run: CellRun, rep: Repetition) -> float | None:
-    """A square repetition's ideal from its tasks' mean CPU time (capped by a fixed arrival rate)."""
+    """A repetition's ideal from its own tasks' mean CPU time in the worker (capped by a fixed arrival rate).
+
+    Only workloads whose CPU cost is measured (square) differ from the ideal before the run.
+    """
     cpu = rep.timings.mean_task_cpu_s()
-    if run.cell.workload != "square" or not rep.timings.count or not cpu > 0:
+    if not run.cell.needs_measured_cpu or not rep.timings.count or not cpu > 0:
         return run.ideal_per_s
-    ideal = ideal_per_s("square", run.target.concurrency, task_cpu_s=cpu)
+    concurrency = run.target.concurrency
+    ideal = run.cell.task.ideal_per_s(run.cell.param, concurrency, POOLS[run.cell.pool].usable_cores(concurrency), cpu)
+    if ideal is None:
+        return None
     return min(ideal, run.rate_per_s) if run.rate_per_s else ideal
+
+
+def _io_inflation(run: CellRun, timings: Timings) -> float | None:
+    """Observed over requested waiting for the median task: what the pool adds to a task's I/O."""
+    costs = run.cell.task.costs
+    requested = costs(run.cell.param).io_s if costs else 0.0
+    observed = timings.io_observed.percentile(0.5)
+    return _round(observed / requested, 3) if observed is not None and requested > 0 else None
 
 
 def _throughput(rep: Repetition) -> float:
@@ -115,12 +137,16 @@ def _throughput(rep: Repetition) -> float:
     return rep.drain_per_s if rep.timings.count and not math.isnan(rep.drain_per_s) else rep.wall_per_s
 
 
-def _percentiles(histogram: Histogram, prefix: str | None) -> dict[str, float | None]:
-    values = {name: _round(value, 6) for name, value in histogram.summary().items()}
-    return values if prefix is None else {f"{prefix}{name}": value for name, value in values.items()}
+def _percentile(histogram: Histogram, q: float) -> float | None:
+    return _round(histogram.percentile(q), 6)
 
 
-def _redis(reps: list[Repetition]) -> dict[str, Any]:
+def _percentiles(histogram: Histogram) -> Percentiles:
+    return {"p50_s": _percentile(histogram, 0.5), "p95_s": _percentile(histogram, 0.95),
+            "p99_s": _percentile(histogram, 0.99)}
+
+
+def _redis(reps: list[Repetition]) -> RedisCalls:
     calls: dict[str, int] = {}
     for rep in reps:
         for name, count in rep.calls.items():
@@ -134,7 +160,7 @@ def _redis(reps: list[Repetition]) -> dict[str, Any]:
     }
 
 
-def _flower(reps: list[Repetition]) -> dict[str, Any] | None:
+def _flower(reps: list[Repetition]) -> FlowerChecks | None:
     checks = [rep.flower for rep in reps if rep.flower is not None]
     if not checks:
         return None

@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+from celery import Celery
 
 from config import Settings
+from config.errors import UserError
 from stack import processes
 from stack.workers import Worker
-from tasks.app import make_app
+from tasks.connections import client_app
 
 
-class TargetError(RuntimeError):
+class TargetError(UserError, RuntimeError):
     """No worker to measure, or it did not obey a control command."""
 
 
@@ -30,6 +32,7 @@ class Target:
     """A worker as the measurement sees it."""
 
     settings: Settings
+    app: Celery  # the client app that sends it control commands, open as long as the target
     name: str
     pool: str
     concurrency: int
@@ -52,12 +55,8 @@ class Target:
         self._control("add_consumer", "consum")
 
     def _control(self, command: str, expected: str) -> None:
-        app = make_app(self.settings)
-        try:
-            method = getattr(app.control, command)
-            replies = method(self.settings.queue_for(self.pool), destination=[self.name], reply=True, timeout=5)
-        finally:
-            app.close()
+        method = getattr(self.app.control, command)
+        replies = method(self.settings.queue_for(self.pool), destination=[self.name], reply=True, timeout=5)
         answers = [reply.get(self.name, {}) for reply in replies or []]
         if not any(expected in str(answer.get("ok", "")) for answer in answers):
             raise TargetError(f"worker {self.name} did not confirm {command}: {answers or 'no reply'}")
@@ -70,7 +69,8 @@ def started(settings: Settings, pool: str, concurrency: int, extra: tuple[str, .
     worker = Worker(settings, pool, concurrency, log_path, extra)
     try:
         worker.start(timeout=120)
-        yield Target(settings, worker.name, pool, concurrency, worker.startup_s, worker.pid)
+        with client_app(settings) as app:
+            yield Target(settings, app, worker.name, pool, concurrency, worker.startup_s, worker.pid)
     finally:
         worker.stop(grace=30)
 
@@ -78,17 +78,14 @@ def started(settings: Settings, pool: str, concurrency: int, extra: tuple[str, .
 @contextlib.contextmanager
 def attached(settings: Settings, pool: str) -> Iterator[Target]:
     """Find a running worker for `pool`; its real concurrency is what gets measured."""
-    app = make_app(settings)
-    try:
+    with client_app(settings) as app:
         stats = app.control.inspect(timeout=2).stats() or {}
-    finally:
-        app.close()
-    names = sorted(name for name in stats if name.startswith(f"{pool}@"))
-    if not names:
-        raise TargetError(f"no running {pool} worker answered; start the stack (make up) or drop --attach")
-    info = stats[names[0]]
-    concurrency = int(info.get("pool", {}).get("max-concurrency", 0)) or 1
-    yield Target(settings, names[0], pool, concurrency, None, _local_pid(info.get("pid")), attached=True)
+        names = sorted(name for name in stats if name.startswith(f"{pool}@"))
+        if not names:
+            raise TargetError(f"no running {pool} worker answered; start the stack (make up) or drop --attach")
+        info = stats[names[0]]
+        concurrency = int(info.get("pool", {}).get("max-concurrency", 0)) or 1
+        yield Target(settings, app, names[0], pool, concurrency, None, _local_pid(info.get("pid")), attached=True)
 
 
 def _local_pid(pid: object) -> int | None:

@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from producer.tracking import RunLedger
+from tasks.ledger import RunLedger
 
 RATE_WINDOW_S = 3.0  # "now" = over the last few seconds
 DRAIN_EVERY_S = 0.5  # fold new timing lines into the histograms at most this often
@@ -59,8 +59,7 @@ class Row:
 class LiveRun:
     """A run's progress as read from its ledger; a rich renderable (`Live(view)`, or inside a Group).
 
-    `update` fits both progress callbacks in use: `RunLedger.wait`'s `(done)` and the
-    experiment runner's `(done, expected)`.
+    `update(done)` is `RunLedger.wait`'s progress callback.
     """
 
     def __init__(self, ledger: RunLedger, totals: Mapping[str, int],
@@ -73,15 +72,14 @@ class LiveRun:
         self.rows: list[Row] = []
         self._last_drain = -math.inf
 
-    def update(self, done: int | None = None, expected: int | None = None, *, drain: bool = False) -> None:
+    def update(self, done: int | None = None, *, drain: bool = False) -> None:
         """Read the ledger (`done` = tasks ended, if the caller has just counted them)."""
         now = self.clock()
         if drain or now - self._last_drain >= DRAIN_EVERY_S:
             self.ledger.drain_timings()
             self._last_drain = now
         finished = self.ledger.finished() if done is None else done
-        total = expected if expected is not None else sum(self.totals.values())
-        self.rows = self._rows(now, finished, total)
+        self.rows = self._rows(now, finished, sum(self.totals.values()))
 
     def _rows(self, now: float, finished: int, total: int) -> list[Row]:
         timings = self.ledger.timings
@@ -115,14 +113,16 @@ class LiveRun:
         return self.table()
 
 
-def watch(ledger: RunLedger, totals: Mapping[str, int], timeout: float, console: Console) -> bool:
+def watch(ledger: RunLedger, totals: Mapping[str, int], timeout: float, console: Console,
+          broker_patience_s: float = 60.0) -> bool:
     """Show the live view until every task has ended or `timeout` passes; True if all ended."""
     view = LiveRun(ledger, totals)
     view.update()
     with Live(view, console=console, refresh_per_second=REFRESH_PER_S, transient=False):
-        ended = ledger.wait(sum(totals.values()), timeout, view.update)
+        result = ledger.wait(sum(totals.values()), timeout, view.update, poll_s=0.1,
+                             broker_patience_s=broker_patience_s)
         view.update(drain=True)  # the last frame shows every timing line written so far
-    return ended
+    return result.ended
 
 
 def _rate(per_s: float | None) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,34 +18,30 @@ from celery import Celery
 from kombu.exceptions import BatchPublishError, OperationalError
 
 from config import Settings
-from config.constants import (
-    DEFAULT_SQUARE_WORK,
-    MAX_TASKS_PER_RUN,
-    POOLS,
-    SENT_HEADER,
-    TASK_NAMES,
-)
+from config.constants import MAX_TASKS_PER_RUN
+from config.errors import UserError
+from config.pools import DEFAULT_POOLS, POOL_NAMES, check_pools
 from producer.interrupts import deferred_interrupts
 from tasks import connections, ledger
-from tasks.work import check_int, check_seconds
+from tasks.work import check_int, check_number
+from tasks.workloads import Workload, workload
 
 # How long a batch waits for Redis to come back before the run gives up (exit 2).
 BROKER_RETRY_S = 60.0
 
 
-class PlanError(ValueError):
+class PlanError(UserError, ValueError):
     """The plan cannot be run as asked; nothing has been sent."""
 
 
 @dataclass(frozen=True)
 class SendPlan:
-    """What to enqueue: `count` tasks of one workload to each of `pools`."""
+    """What to enqueue: `count` tasks of one workload, with its parameters, to each of `pools`."""
 
     workload: str
     count: int
     pools: tuple[str, ...]
-    work: int = DEFAULT_SQUARE_WORK
-    seconds: float = 0.1
+    params: Mapping[str, Any] = field(default_factory=dict)
     rate: float | None = None
     chunk: int = 500
     timing: bool = True
@@ -53,39 +49,31 @@ class SendPlan:
 
     def __post_init__(self) -> None:
         try:
-            self._validate()
+            object.__setattr__(self, "params", self._validate())
         except (TypeError, ValueError) as exc:
             raise PlanError(str(exc)) from None
 
-    def _validate(self) -> None:
-        if self.workload not in TASK_NAMES:
-            raise ValueError(f"unknown task {self.workload!r}; expected one of {', '.join(TASK_NAMES)}")
-        if not self.pools:
-            raise ValueError("no pool given")
-        if len(set(self.pools)) != len(self.pools):
-            raise ValueError(f"a pool is listed twice in {','.join(self.pools)!r}")
-        for pool in self.pools:
-            if pool not in POOLS:
-                raise ValueError(f"unknown pool {pool!r}; expected one of {', '.join(POOLS)} or both")
+    def _validate(self) -> dict[str, Any]:
+        params = self.task.validate(self.params)
+        check_pools(self.pools)
         check_int("count", self.count, 1, MAX_TASKS_PER_RUN)
-        check_int("work", self.work, 0, 100_000_000)
-        check_seconds("seconds", self.seconds)
         check_int("chunk", self.chunk, 1, 100_000)
         if self.rate is not None:
-            check_seconds("rate", self.rate, high=1_000_000)
+            check_number("rate", self.rate, 0.0, 1_000_000)
             if self.rate <= 0:
                 raise ValueError(f"rate must be positive, got {self.rate}")
+        return params
+
+    @property
+    def task(self) -> Workload:
+        return workload(self.workload)
 
     @property
     def total(self) -> int:
         return self.count * len(self.pools)
 
     def task_arguments(self, index: int) -> tuple[list[Any], dict[str, Any]]:
-        if self.workload == "square":
-            return [index], {"work": self.work}
-        if self.workload == "noop":
-            return [], {}
-        return [], {"seconds": self.seconds}
+        return self.task.arguments(index, self.params)
 
 
 @dataclass
@@ -114,7 +102,7 @@ def publish(app: Celery, settings: Settings, plan: SendPlan,
     """
     sent = {pool: 0 for pool in plan.pools}
     headers = ledger.run_headers(plan.run_id, plan.timing)
-    name = TASK_NAMES[plan.workload]
+    name = plan.task.task_name
     started = time.monotonic()
     with app.producer_or_acquire() as producer, deferred_interrupts() as stop:
         done = 0
@@ -151,7 +139,7 @@ def _send_one(app: Celery, producer: Any, settings: Settings, plan: SendPlan, na
     args, kwargs = plan.task_arguments(index // len(plan.pools))
     app.send_task(
         name, args=args, kwargs=kwargs, queue=settings.queue_for(pool), producer=producer, task_id=task_id,
-        headers={**headers, SENT_HEADER: time.time()},
+        headers={**headers, ledger.SENT_HEADER: time.time()},
     )
 
 
@@ -167,10 +155,10 @@ def _next_chunk(plan: SendPlan, done: int, started: float) -> int:
         time.sleep(min(0.05, 1 / plan.rate))
 
 
-def parse_pools(text: str, available: Sequence[str] = POOLS) -> tuple[str, ...]:
-    """'both' means threads and prefork; otherwise a comma-separated list of pool names."""
+def parse_pools(text: str, available: Sequence[str] = POOL_NAMES) -> tuple[str, ...]:
+    """'both' means threads and prefork, 'all' every pool; otherwise a comma-separated list."""
     if text == "both":
-        return ("threads", "prefork")
+        return DEFAULT_POOLS
     if text == "all":
         return tuple(available)
     return tuple(part.strip() for part in text.split(",") if part.strip())

@@ -11,9 +11,8 @@ from rich.table import Table
 from config import Settings
 from producer.live import watch
 from producer.publish import SendPlan, SendResult, publish
-from producer.tracking import Accounting, RunLedger
 from tasks import connections
-from tasks.app import make_app
+from tasks.ledger import Accounting, RunLedger
 
 
 @dataclass
@@ -55,34 +54,35 @@ def _rate(progress: Progress, task_id: int) -> str:
 
 
 def run(settings: Settings, plan: SendPlan, wait: bool, timeout: float, console: Console) -> RunReport:
-    """Everything `producer send` does; raises BrokerUnreachable before sending anything."""
+    """Everything `producer send` does; raises BrokerUnreachable before sending anything.
+
+    While waiting, Redis may restart: the wait retries; if it stays gone for longer than
+    `settings.broker_wait_s`, `tasks.ledger.BrokerLost` says what was sent and done.
+    """
     url = settings.require_broker()
     connections.check_broker(url)
-    app = make_app(settings)
-    try:
-        with progress_bar(console) as progress:
-            sending = progress.add_task("sent", total=plan.total, rate="")
+    with connections.client_app(settings) as app, progress_bar(console) as progress:
+        sending = progress.add_task("sent", total=plan.total, rate="")
 
-            def on_sent(n: int) -> None:
-                progress.update(sending, advance=n)
-                progress.update(sending, rate=_rate(progress, sending))
+        def on_sent(n: int) -> None:
+            progress.update(sending, advance=n)
+            progress.update(sending, rate=_rate(progress, sending))
 
-            sent = publish(app, settings, plan, on_sent)
-            report = RunReport(plan, sent)
-            if wait and not sent.interrupted:  # stopped by SIGINT/SIGTERM: report what went out
-                _wait(settings, plan, report, timeout, progress)
-        return report
-    finally:
-        app.close()
+        sent = publish(app, settings, plan, on_sent)
+        report = RunReport(plan, sent)
+        if wait and not sent.interrupted:  # stopped by SIGINT/SIGTERM: report what went out
+            progress.stop()  # one live display at a time: the send bar stays printed, the live view takes over
+            _wait(settings, report, timeout, progress.console)
+    return report
 
 
-def _wait(settings: Settings, plan: SendPlan, report: RunReport, timeout: float, progress: Progress) -> None:
-    ledger = RunLedger(connections.client(settings.require_broker()), plan.run_id)
-    progress.stop()  # one live display at a time: the send bar stays printed, the live view takes over
-    watch(ledger, {pool: plan.count for pool in plan.pools}, timeout, progress.console)
-    ledger.drain_timings()
-    queues = [settings.queue_for(pool) for pool in plan.pools]
-    report.accounting = ledger.account(plan.total, queues)
+def _wait(settings: Settings, report: RunReport, timeout: float, console: Console) -> None:
+    plan = report.plan
+    with connections.redis_client(settings.require_broker()) as client:
+        ledger = RunLedger(client, plan.run_id)
+        watch(ledger, {pool: plan.count for pool in plan.pools}, timeout, console, settings.broker_wait_s)
+        ledger.drain_timings()
+        report.accounting = ledger.account(plan.total, [settings.queue_for(pool) for pool in plan.pools])
     timings = ledger.timings
     if timings.count:
         report.elapsed_s = timings.elapsed_since_sent()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-from report import content, findings, html, markdown, plots
+from experiments.schema import Results
+from report import content, html, markdown, plots, verdicts
 
 
-def write_report(results: dict[str, Any], out: Path) -> Path:
+def write_report(results: Results, out: Path) -> Path:
     """Render the whole report into `out`; return the path of report.md."""
-    made = plots.write_all(results["cells"], out / "plots", findings.headline(results))
+    made = plots.write_all(results["cells"], out / "plots", verdicts.headline(results))
     blocks = content.blocks(results, made)
     (out / "report.md").write_text(markdown.render(blocks))
     (out / "report.html").write_text(html.render(blocks, f"Experiment {results['experiment']['name']}"))

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
 
 from matplotlib.figure import Figure
+from rich.console import Console
 
-from report import html, markdown
+from experiments.claims.run import load_run
+from experiments.schema import CellResult, Results, SideResults, Verdict
+from report import html, markdown, verdicts
 from report.document import Block, Bullets, Heading, Image, Paragraph, Table
-from report.plots import COLOURS
+from report.plots import COLOURS, num
 
-Cells = list[dict[str, Any]]
+Cells = list[CellResult]
 STATEMENTS = {
     1: "The GIL lets one thread run Python at a time: CPU-bound threads stay at one core, processes scale.",
     2: "Threads are fine for I/O-bound work: their throughput tracks concurrency / wait time.",
@@ -29,9 +32,9 @@ def _series_plot(cells: Cells, label: str, field: str, title: str, ylabel: str, 
     for pool in pools:
         series = sorted((c for c in cells if c["label"] == label and c["pool"] == pool), key=lambda c: c["concurrency"])
         xs = [c["concurrency"] for c in series]
-        axes.plot(xs, [c[field] for c in series], marker="o", color=COLOURS.get(pool), label=pool)
+        axes.plot(xs, [num(c, field) for c in series], marker="o", color=COLOURS.get(pool), label=pool)
         if ideal:
-            axes.plot(xs, [c["ideal_per_s"] for c in series], linestyle="--", color=COLOURS.get(pool), alpha=0.5,
+            axes.plot(xs, [num(c, "ideal_per_s") for c in series], linestyle="--", color=COLOURS.get(pool), alpha=0.5,
                       label=f"{pool} ideal")
     axes.set_xscale("log", base=2)
     axes.set(title=title, xlabel="concurrency", ylabel=ylabel)
@@ -50,7 +53,7 @@ def _bars(labels: list[str], values: list[float], title: str, ylabel: str) -> Fi
     return figure
 
 
-def _plots(results: dict[str, Any], side: dict[str, Any]) -> dict[int | str, Figure]:
+def _plots(results: Results, side: SideResults) -> dict[int | str, Figure]:
     cells: Cells = results["cells"]
     inproc = side["inprocess"]
     runaway = side["runaway"]
@@ -78,8 +81,7 @@ def _knob_table(cells: Cells) -> Table:
     return Table(("knob", "pool", "tasks/s (median)", "p99 end to end (s)", "lost"), tuple(rows))
 
 
-def _blocks(results: dict[str, Any], side: dict[str, Any], found: list[dict[str, Any]],
-            images: dict[int | str, str]) -> list[Block]:
+def _blocks(results: Results, side: SideResults, found: list[Verdict], images: dict[int | str, str]) -> list[Block]:
     blocks: list[Block] = [
         Heading("Every claim of the article, measured", 1),
         Table(("claim", "verdict", "figure", "unit"),
@@ -104,8 +106,25 @@ def _blocks(results: dict[str, Any], side: dict[str, Any], found: list[dict[str,
     return blocks
 
 
-def write_claims_report(results: dict[str, Any], side: dict[str, Any], found: list[dict[str, Any]],
-                        out: Path) -> Path:
+def judge_and_write(results: Results, side: SideResults, run_dir: Path, console: Console) -> Path:
+    """The verdicts (verdicts.json), then claims.md/.html; say each verdict on the console."""
+    found = verdicts.judge(results, side)
+    (run_dir / "verdicts.json").write_text(json.dumps(found, indent=2) + "\n")
+    for verdict in found:
+        console.print(f"claim {verdict['claim']}: [bold]{verdict['verdict']}[/bold] "
+                      f"({verdict['figure']} {verdict['unit']})")
+    report = write_claims_report(results, side, found, run_dir)
+    console.print(f"wrote {run_dir / 'verdicts.json'} and {report}")
+    return report
+
+
+def rejudge(run_dir: Path) -> Path:
+    """Judge and write a finished claims run again from its files (no measuring)."""
+    results, side = load_run(run_dir)
+    return judge_and_write(results, side, run_dir, Console(quiet=True))
+
+
+def write_claims_report(results: Results, side: SideResults, found: list[Verdict], out: Path) -> Path:
     plot_dir = out / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
     images: dict[int | str, str] = {}

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from report import findings
+from experiments.schema import CellResult, ExperimentInfo, Results
+from report import findings, verdicts
 from report.document import Block, Bullets, Heading, Image, Paragraph, Table
+from tasks.workloads import call_label
 
 WARN = "⚠"
 
 
-def blocks(results: dict[str, Any], plots: list[tuple[str, str]]) -> list[Block]:
+def blocks(results: Results, plots: list[tuple[str, str]]) -> list[Block]:
     cells = results["cells"]
     experiment = results["experiment"]
     out: list[Block] = [Heading(f"Experiment `{experiment['name']}`: threads or processes?", 1)]
     if experiment.get("description"):
         out.append(Paragraph(experiment["description"]))
-    out.append(Paragraph(f"**Verdict:** {findings.headline(results)}."))
+    out.append(Paragraph(f"**Verdict:** {verdicts.headline(results)}."))
     out += _verdict_bullets(results)
     images = {name: Image(f"plots/{name}", caption) for name, caption in plots}
 
@@ -32,15 +34,15 @@ def blocks(results: dict[str, Any], plots: list[tuple[str, str]]) -> list[Block]
     return out
 
 
-def _verdict_bullets(results: dict[str, Any]) -> list[Block]:
+def _verdict_bullets(results: Results) -> list[Block]:
     cells, items = results["cells"], []
-    cpu = findings.cpu_verdict(cells, findings.cores(results))
+    cpu = verdicts.cpu_verdict(cells, verdicts.cores(results))
     if cpu:
         items.append(f"CPU-bound `square` at concurrency {cpu['concurrency']}: prefork {cpu['prefork_per_s']:.1f}/s "
                      f"({_pct(cpu['prefork_efficiency'])} of ideal) vs threads {cpu['threads_per_s']:.1f}/s "
-                     f"({_pct(cpu['threads_efficiency'])}): **{cpu['ratio']:.2f}x**"
+                     f"({_pct(cpu['threads_efficiency'])}): **{cpu['ratio']:.2f}x** the cores kept busy with tasks"
                      + (" (under the GIL one thread runs Python at a time)." if cpu["ratio"] > 1 else "."))
-    io = findings.io_verdict(cells)
+    io = verdicts.io_verdict(cells)
     if io:
         memory = (f", with {_num(io['threads_memory_mb'])} MB against prefork's {_num(io['prefork_memory_mb'])} MB "
                   f"at the same concurrency") if io["prefork_memory_mb"] else ""
@@ -62,7 +64,7 @@ SUMMARY_HEADERS = ("cell", "pool", "workload", "c", "arrival", "tasks×reps", "d
                    "tasks/s (min–max)", "ideal/s", "eff.", "mem MB", "start s", "cores", "p50 s", "p95 s", "p99 s")
 
 
-def _summary_table(cells: list[dict[str, Any]]) -> Table:
+def _summary_table(cells: list[CellResult]) -> Table:
     rows = []
     for c in cells:
         mark = "" if c.get("healthy", True) else f" {WARN}"
@@ -79,7 +81,7 @@ def _summary_table(cells: list[dict[str, Any]]) -> Table:
     return Table(SUMMARY_HEADERS, tuple(rows))
 
 
-def _legend(experiment: dict[str, Any], cells: list[dict[str, Any]]) -> str:
+def _legend(experiment: ExperimentInfo, cells: list[CellResult]) -> str:
     partial = "" if len(cells) == experiment.get("cells_planned", len(cells)) else \
         f" {WARN} Only {len(cells)} of {experiment['cells_planned']} cells were measured."
     return ("tasks/s is the median over repetitions of the drain rate (first task started to last finished; "
@@ -89,7 +91,7 @@ def _legend(experiment: dict[str, Any], cells: list[dict[str, Any]]) -> str:
             "cores is the worker's CPU time over the drain time; p50–p99 are end to end (sent → finished)." + partial)
 
 
-def _latency_section(cells: list[dict[str, Any]]) -> list[Block]:
+def _latency_section(cells: list[CellResult]) -> list[Block]:
     rows = tuple((c["id"], *(_num(c[part][q], 4) for part in ("queue_wait", "run_time") for q in ("p50_s", "p95_s",
                  "p99_s"))) for c in cells if c["p50_s"] is not None)  # fmt: skip
     headers = ("cell", "wait p50", "wait p95", "wait p99", "run p50", "run p95", "run p99")
@@ -98,7 +100,7 @@ def _latency_section(cells: list[dict[str, Any]]) -> list[Block]:
     return [Heading("Latency: queue wait and run time"), note, Table(headers, rows)]
 
 
-def _overhead_section(cells: list[dict[str, Any]]) -> list[Block]:
+def _overhead_section(cells: list[CellResult]) -> list[Block]:
     pairs = findings.overheads(cells)
     if not pairs:
         return [Heading("Harness overhead"), Paragraph("Not measured: no cell has a twin with timing off.")]
@@ -116,7 +118,7 @@ def _pair_spread(runs: list[float]) -> str:
     return f"{min(runs):+.1%} – {max(runs):+.1%} ({len(runs)})" if runs else "-"
 
 
-def _producer_section(results: dict[str, Any]) -> list[Block]:
+def _producer_section(results: Results) -> list[Block]:
     enqueue = results.get("enqueue")
     if not enqueue:
         return []
@@ -134,7 +136,7 @@ def _producer_section(results: dict[str, Any]) -> list[Block]:
             Table(("method", "median msgs/s", "min–max"), rows), Paragraph(verdict)]
 
 
-def _redis_section(results: dict[str, Any]) -> list[Block]:
+def _redis_section(results: Results) -> list[Block]:
     redis = results.get("redis")
     rows = tuple((c["id"], _num(c["redis"]["celery_commands_per_task"]), _num(c["redis"]["harness_commands_per_task"]),
                   ", ".join(f"{k} {v}" for k, v in list(c["redis"]["calls"].items())[:6])) for c in results["cells"])
@@ -149,7 +151,7 @@ def _redis_section(results: dict[str, Any]) -> list[Block]:
     return out
 
 
-def _flower_section(cells: list[dict[str, Any]]) -> list[Block]:
+def _flower_section(cells: list[CellResult]) -> list[Block]:
     checks = findings.flower_checks(cells)
     if checks is None:
         return [Heading("Flower cross-check"), Paragraph("Flower was not running for this experiment; the timing "
@@ -165,9 +167,8 @@ def _environment_section(environment: dict[str, Any]) -> list[Block]:
     return [Heading("Environment"), Table(("what", "value"), rows)]
 
 
-def _workload(cell: dict[str, Any]) -> str:
-    params = ", ".join(f"{k}={v}" for k, v in cell["params"].items())
-    return f"{cell['workload']}({params})"
+def _workload(cell: CellResult) -> str:
+    return call_label(cell["workload"], cell["params"])
 
 
 def _value(value: Any) -> str:

@@ -9,24 +9,30 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from experiments.schema import CellResult
 from report.findings import overheads
+from tasks.workloads import call_label
 
-Cell = dict[str, Any]
+Cell = CellResult
 COLOURS = {"prefork": "tab:blue", "threads": "tab:orange", "gevent": "tab:green", "eventlet": "tab:purple",
            "solo": "tab:gray"}  # fmt: skip
 MARKERS = {"square": "o", "sleep": "s", "noop": "^"}
 
 
+def num(cell: Mapping[str, Any], field: str) -> float:
+    """A numeric field of a cell as a float (None, for a cell that did not measure it, as 0)."""
+    return float(cell[field] or 0.0)
+
+
 def workload_key(cell: Cell) -> str:
-    params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in cell["params"].items())
-    return f"{cell['workload']}({params})" if params else cell["workload"]
+    return call_label(cell["workload"], cell["params"])
 
 
 def baseline(cell: Cell) -> bool:
@@ -68,7 +74,7 @@ def _by_group(cells: Iterable[Cell]) -> dict[str, list[Cell]]:
 def _series(cells: Iterable[Cell], field: str) -> dict[str, list[Cell]]:
     series: dict[str, list[Cell]] = defaultdict(list)
     for cell in sorted(cells, key=lambda c: c["concurrency"]):
-        if cell.get(field) is not None:
+        if dict(cell).get(field) is not None:
             series[cell["pool"]].append(cell)
     return dict(series)
 
@@ -82,9 +88,9 @@ def _log_x(axes: Axes, cells: list[Cell]) -> None:
 
 
 def _mark_unhealthy(axes: Axes, cells: list[Cell], field: str) -> None:
-    bad = [c for c in cells if not c.get("healthy", True) and c.get(field) is not None]
+    bad = [c for c in cells if not c.get("healthy", True) and dict(c).get(field) is not None]
     if bad:
-        axes.scatter([c["concurrency"] for c in bad], [c[field] for c in bad], marker="x", s=120,
+        axes.scatter([c["concurrency"] for c in bad], [num(c, field) for c in bad], marker="x", s=120,
                      color="red", zorder=5, label="lost/duplicated tasks")  # fmt: skip
 
 
@@ -96,9 +102,9 @@ def _throughput(cells: list[Cell], verdict: str) -> Figure | None:
     for axes, (group, members) in zip(figure.subplots(1, len(groups), squeeze=False)[0], groups.items(), strict=True):
         for pool, series in _series(members, "throughput_per_s").items():
             x = [c["concurrency"] for c in series]
-            y = [c["throughput_per_s"] for c in series]
-            low = [max(0.0, v - c["throughput_min"]) for v, c in zip(y, series, strict=True)]
-            high = [max(0.0, c["throughput_max"] - v) for v, c in zip(y, series, strict=True)]
+            y = [num(c, "throughput_per_s") for c in series]
+            low = [max(0.0, v - num(c, "throughput_min")) for v, c in zip(y, series, strict=True)]
+            high = [max(0.0, num(c, "throughput_max") - v) for v, c in zip(y, series, strict=True)]
             axes.errorbar(x, y, yerr=[low, high], marker="o", capsize=3, color=COLOURS.get(pool), label=pool)
             for cell in series:
                 _annotate(axes, cell)
@@ -110,7 +116,7 @@ def _throughput(cells: list[Cell], verdict: str) -> Figure | None:
         _log_x(axes, members)
         axes.set_ylabel("tasks / s (median, min–max)")
         axes.set_title(group)
-        top = max([c["throughput_max"] or 0 for c in members] + [c["ideal_per_s"] for c in members])
+        top = max([num(c, "throughput_max") for c in members] + [num(c, "ideal_per_s") for c in members])
         axes.set_ylim(0, top * 1.25)
         axes.legend(loc="upper left", fontsize=8)
     figure.suptitle(verdict, fontsize=10)
@@ -122,7 +128,7 @@ def _ideal_line(members: list[Cell]) -> list[tuple[int, float]]:
     by_concurrency: dict[int, list[float]] = {}
     for cell in members:
         if cell["ideal_per_s"]:
-            by_concurrency.setdefault(cell["concurrency"], []).append(cell["ideal_per_s"])
+            by_concurrency.setdefault(cell["concurrency"], []).append(num(cell, "ideal_per_s"))
     return [(c, statistics.median(ideals)) for c, ideals in sorted(by_concurrency.items())]
 
 
@@ -146,12 +152,12 @@ def _efficiency(cells: list[Cell], _verdict: str) -> Figure | None:
     axes = figure.add_subplot()
     for group, group_cells in _by_group(members).items():
         for pool, series in _series(group_cells, "efficiency").items():
-            axes.plot([c["concurrency"] for c in series], [c["efficiency"] for c in series],
+            axes.plot([c["concurrency"] for c in series], [num(c, "efficiency") for c in series],
                       marker=MARKERS.get(series[0]["workload"], "o"), color=COLOURS.get(pool),
                       label=f"{pool} · {group}")  # fmt: skip
     _mark_unhealthy(axes, members, "efficiency")
     axes.axhline(0.9, linestyle=":", color="gray")
-    axes.set_ylim(0, max(1.1, *(c["efficiency"] for c in members)) * 1.05)
+    axes.set_ylim(0, max(1.1, *(num(c, "efficiency") for c in members)) * 1.05)
     axes.set_ylabel("measured / ideal")
     _log_x(axes, members)
     axes.legend(fontsize=8)
@@ -166,7 +172,7 @@ def _memory(cells: list[Cell], _verdict: str) -> Figure | None:
     axes = figure.add_subplot()
     for group, group_cells in _by_group(members).items():
         for pool, series in _series(group_cells, "worker_memory_mb").items():
-            axes.plot([c["concurrency"] for c in series], [c["worker_memory_mb"] for c in series],
+            axes.plot([c["concurrency"] for c in series], [num(c, "worker_memory_mb") for c in series],
                       marker=MARKERS.get(series[0]["workload"], "o"), color=COLOURS.get(pool),
                       label=f"{pool} · {group}")  # fmt: skip
     axes.set_ylabel("MB (USS, parent + children)")

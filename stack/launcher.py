@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from config import Settings, SettingsError, redact
-from config.constants import DEFAULT_POOLS
+from config.pools import DEFAULT_POOLS
 from config.settings import STATE_FILE, write_stack_state
 from stack.prometheus import Prometheus
 from stack.redis_server import RedisServer, free_port

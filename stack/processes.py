@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 import psutil
 
 from config import Settings
+from config.pools import POOLS
+from tasks.connections import wait_for_broker
 
 PR_SET_PDEATHSIG = 1
 
@@ -37,7 +39,7 @@ def worker_command(settings: Settings, pool: str, concurrency: int | None = None
     """The `celery worker` command line for one pool, consuming that pool's queue."""
     command = [
         sys.executable, "-m", "celery", "-A", "tasks.celery_app", "worker",
-        "--pool", pool,
+        "--pool", POOLS[pool].celery_pool,
         "--concurrency", str(concurrency or settings.concurrency_for(pool)),
         "--queues", settings.queue_for(pool),
         "--hostname", worker_name(pool),
@@ -68,6 +70,20 @@ def child_env(settings: Settings, extra: Mapping[str, str] | None = None) -> dic
     env.update(settings.to_env())
     env.update(extra or {})
     return env
+
+
+def exec_worker(settings: Settings, pool: str, concurrency: int | None, extra: tuple[str, ...]) -> None:
+    """Become the worker (`lab worker`): wait for Redis, then exec Celery in this process."""
+    wait_for_broker(settings.require_broker(), settings.broker_wait_s)
+    command = worker_command(settings, pool, concurrency, extra)
+    os.execve(command[0], command, child_env(settings))
+
+
+def exec_flower(settings: Settings) -> None:
+    """Become Flower (`lab flower`): wait for Redis, then exec it with basic auth from the environment."""
+    wait_for_broker(settings.require_broker(), settings.broker_wait_s)
+    command = flower_command(settings)
+    os.execve(command[0], command, child_env(settings, flower_env(settings)))
 
 
 def spawn(command: list[str], env: Mapping[str, str], log_path: os.PathLike[str] | str) -> subprocess.Popen[bytes]:

@@ -21,6 +21,8 @@ import requests
 import yaml
 
 from config import Settings
+from config.errors import UserError
+from config.settings import write_private
 from stack import processes
 from stack.redis_server import free_port
 
@@ -29,7 +31,7 @@ FLOWER_JOB = "flower"
 INSTALL_HINT = "install it with `make system-deps-monitoring` (Debian package `prometheus`)"
 
 
-class PrometheusError(RuntimeError):
+class PrometheusError(UserError, RuntimeError):
     """Prometheus is missing, refused its config, or answered a query with an error."""
 
 
@@ -79,14 +81,6 @@ def _substitute(node: Any, values: Mapping[str, str]) -> Any:
             raise PrometheusError(f"{CONFIG_TEMPLATE.name}: no value for placeholder {node}")
         return values[name]
     return node
-
-
-def write_private(path: Path, text: str) -> Path:
-    """Write a file only its owner can read (it contains the Flower password)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    return path
 
 
 def check_config(path: Path) -> subprocess.CompletedProcess[str]:

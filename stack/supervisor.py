@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from subprocess import Popen
 from typing import Any, Protocol
 
+from config.errors import UserError
+
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
 HEALTHY_AFTER_S = 60.0  # a part that ran this long starts again from the first backoff
 MAX_REDIS_ATTEMPTS = 5
 
 
-class StackDown(RuntimeError):
+class StackDown(UserError, RuntimeError):
     """A part the stack cannot run without did not come back."""
 
 

@@ -14,7 +14,9 @@ import requests
 
 from config import Settings
 from stack import processes
-from tasks.app import make_app
+from tasks.connections import client_app
+
+LAB_COMMAND = (sys.executable, "-m", "cli")  # the `lab` entry point, as compose runs it
 
 
 @dataclass
@@ -34,24 +36,17 @@ class Worker:
         self.name = processes.worker_name(self.pool, socket.gethostname())
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "stack", "worker", self.pool,
-                "--concurrency", str(self.concurrency), *self.extra_args]  # fmt: skip
+        return [*LAB_COMMAND, "worker", self.pool, "--concurrency", str(self.concurrency), *self.extra_args]
 
     def start(self, timeout: float = 60.0) -> Worker:
+        """Start it and return once it answers a Celery ping by name (one client app for all polls)."""
         started = time.monotonic()
-        self.process = processes.spawn(
-            self.command(), processes.child_env(self.settings), self.log_path
-        )
-        processes.wait_until(self.responds, timeout, f"worker {self.name}", self.process, 0.1)
+        self.process = processes.spawn(self.command(), processes.child_env(self.settings), self.log_path)
+        with client_app(self.settings) as app:
+            processes.wait_until(lambda: bool(app.control.ping(destination=[self.name], timeout=0.5)), timeout,
+                                 f"worker {self.name}", self.process, 0.1)
         self.startup_s = time.monotonic() - started
         return self
-
-    def responds(self) -> bool:
-        app = make_app(self.settings)
-        try:
-            return bool(app.control.ping(destination=[self.name], timeout=0.5))
-        finally:
-            app.close()
 
     @property
     def pid(self) -> int:
@@ -92,7 +87,7 @@ class Flower:
         return (self.settings.flower_user, self.settings.flower_password)
 
     def start(self, timeout: float = 60.0) -> Flower:
-        command = [sys.executable, "-m", "stack", "flower"]
+        command = [*LAB_COMMAND, "flower"]
         env = processes.child_env(self.settings)
         self.process = processes.spawn(command, env, self.log_path)
         processes.wait_until(self.healthy, timeout, "flower", self.process, 0.1)

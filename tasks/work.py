@@ -1,15 +1,21 @@
-"""The two workloads: `square` burns CPU in pure Python, `sleep` waits like I/O does.
+"""The task functions: `square` burns CPU in pure Python, `sleep` waits like I/O does, `noop` does nothing.
 
 Arguments are checked before any work starts, so a bad call fails at once with
-a one-line `TypeError` or `ValueError` and the worker goes on serving.
+a one-line `TypeError` or `ValueError` and the worker goes on serving. What each
+workload is to the rest of the lab (parameters, arguments, ideal) is in `tasks.workloads`.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from typing import Final
 
-from config.constants import DEFAULT_SQUARE_WORK, MAX_SLEEP_SECONDS, MAX_SQUARE_WORK, MAX_SQUARE_X
+MAX_SLEEP_SECONDS: Final = 3600.0
+MAX_SQUARE_WORK: Final = 100_000_000
+MAX_SQUARE_X: Final = 10**12
+DEFAULT_SQUARE_WORK: Final = 120_000  # about 10 ms of pure-Python CPU on this machine
+DEFAULT_SLEEP_SECONDS: Final = 0.1
 
 
 def check_int(name: str, value: object, low: int, high: int) -> int:
@@ -20,12 +26,16 @@ def check_int(name: str, value: object, low: int, high: int) -> int:
     return value
 
 
-def check_seconds(name: str, value: object, high: float = MAX_SLEEP_SECONDS) -> float:
+def check_number(name: str, value: object, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    if not math.isfinite(value) or not 0 <= value <= high:
-        raise ValueError(f"{name} must be a finite number between 0 and {high:g}, got {value!r}")
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(f"{name} must be a finite number between {low:g} and {high:g}, got {value!r}")
     return float(value)
+
+
+def check_seconds(name: str, value: object, high: float = MAX_SLEEP_SECONDS) -> float:
+    return check_number(name, value, 0.0, high)
 
 
 def burn(work: int) -> int:
@@ -44,12 +54,12 @@ def square(x: int, work: int = DEFAULT_SQUARE_WORK) -> int:
     return x * x
 
 
-def sleep(seconds: float = 0.1) -> dict[str, float]:
-    """Wait with `time.sleep` (which gevent/eventlet patch) and report how long it took."""
+def sleep(seconds: float = DEFAULT_SLEEP_SECONDS) -> dict[str, float]:
+    """Wait with `time.sleep` (which gevent/eventlet patch); `io_s` is the wait observed (run ledger)."""
     requested = check_seconds("seconds", seconds)
     started = time.monotonic()
     time.sleep(requested)
-    return {"requested": requested, "slept": time.monotonic() - started}
+    return {"requested": requested, "io_s": time.monotonic() - started}
 
 
 def noop() -> None:

@@ -19,7 +19,8 @@ import redis
 from config import Settings
 from stack.redis_server import RedisServer, free_port
 from stack.workers import Flower, Worker
-from tasks.app import close_app, make_app
+from tasks.connections import client_app
+from tests.checks import assert_no_traceback
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,6 +41,7 @@ def settings(redis_server: RedisServer, tmp_path: Path) -> Settings:
         flower_port=free_port(),
         state_dir=tmp_path / ".lab",
         concurrency={"threads": 4, "prefork": 2, "gevent": 50, "eventlet": 50, "solo": 1},
+        probes=True,  # tasks.spin, hold, bump, crash_once
     )
 
 
@@ -53,9 +55,8 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 @pytest.fixture
 def app(settings: Settings) -> Iterator[object]:
     """A client-side Celery app on the test's settings (tasks sent by name)."""
-    celery_app = make_app(settings)
-    yield celery_app
-    close_app(celery_app)
+    with client_app(settings) as celery_app:
+        yield celery_app
 
 
 @pytest.fixture
@@ -92,14 +93,19 @@ def start_flower(settings: Settings, tmp_path: Path) -> Iterator[Callable[[], Fl
 
 @pytest.fixture
 def run_cli(settings: Settings) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run `python -m producer ...` (or another module) as a user would, with the test's settings."""
+    """Run `producer ...` (module `cli.producer`; `cli` is `lab`) as a user would, with the test's settings.
 
-    def run(*args: str, module: str = "producer", env: dict[str, str] | None = None,
+    Every run is checked for a traceback on stdout or stderr.
+    """
+
+    def run(*args: str, module: str = "cli.producer", env: dict[str, str] | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
         full_env = {**os.environ, **settings.to_env(), "COLUMNS": "200", **(env or {})}
-        return subprocess.run(
+        result = subprocess.run(
             [sys.executable, "-m", module, *args], env=full_env, capture_output=True, text=True,
             timeout=timeout, cwd=ROOT,
         )
+        assert_no_traceback(result.stdout, result.stderr)
+        return result
 
     return run

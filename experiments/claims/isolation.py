@@ -19,15 +19,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from config import Settings
+from experiments.schema import CrashRow, SharedStateRow
 from producer.publish import SendPlan, publish
-from producer.tracking import RunLedger
 from stack.processes import wait_until
 from stack.workers import Worker
 from tasks import connections, ledger
-from tasks.app import close_app, make_app
+from tasks.app import MAX_RESTORE_INTERVAL_S
 
 CRASH_VISIBILITY_TIMEOUT = 5
-RESTORE_INTERVAL_S = 10  # kombu's Redis transport restores expired unacked messages this often
+# Workers sweep expired unacked messages back every visibility_timeout / 5 seconds, at most every
+# MAX_RESTORE_INTERVAL_S (tasks.app): a crashed worker's tasks come back within vt + one sweep.
+RESTORE_INTERVAL_S = max(1, min(MAX_RESTORE_INTERVAL_S, CRASH_VISIBILITY_TIMEOUT // 5))
 
 
 @dataclass(frozen=True)
@@ -42,17 +44,20 @@ class SharedState:
         """One list for all tasks: one process, and the count reached every task."""
         return self.processes_seen == 1 and self.largest_count_seen == self.tasks
 
+    def as_dict(self) -> SharedStateRow:
+        return {"pool": self.pool, "tasks": self.tasks, "processes_seen": self.processes_seen,
+                "largest_count_seen": self.largest_count_seen, "shared": self.shared}
+
 
 def shared_state(settings: Settings, run_dir: Path, pool: str, concurrency: int = 4,
                  tasks: int = 40) -> SharedState:
     worker = Worker(settings, pool, concurrency, run_dir / f"shared-{pool}.log").start()
-    app = make_app(settings)
     try:
-        pending = [app.send_task("tasks.bump", queue=settings.queue_for(pool)) for _ in range(tasks)]
-        values = [result.get(timeout=60) for result in pending]
-        pending.clear()  # results are released while their backend is still open
+        with connections.client_app(settings) as app:
+            pending = [app.send_task("tasks.bump", queue=settings.queue_for(pool)) for _ in range(tasks)]
+            values = [result.get(timeout=60) for result in pending]
+            pending.clear()  # results are released while their backend is still open
     finally:
-        close_app(app)
         worker.stop()
     return SharedState(pool, tasks, len({v["pid"] for v in values}), max(v["seen"] for v in values))
 
@@ -67,8 +72,8 @@ class CrashLoss:
     worker_died: bool
     seconds_to_recover: float
 
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+    def as_dict(self) -> CrashRow:
+        return CrashRow(**asdict(self))  # type: ignore[typeddict-item]
 
 
 def crash_loss(settings: Settings, run_dir: Path, pool: str, acks_late: bool, concurrency: int = 4,
@@ -79,26 +84,24 @@ def crash_loss(settings: Settings, run_dir: Path, pool: str, acks_late: bool, co
     marker = run_dir / f"crash-{pool}-{acks_late}.marker"
     marker.unlink(missing_ok=True)
     worker = Worker(s, pool, concurrency, log).start()
-    first = SendPlan("sleep", tasks // 4, (pool,), seconds=seconds)
-    rest = SendPlan("sleep", tasks - first.count, (pool,), seconds=seconds, run_id=first.run_id)
-    app = make_app(s)
-    try:
+    first = SendPlan("sleep", tasks // 4, (pool,), {"seconds": seconds})
+    rest = SendPlan("sleep", tasks - first.count, (pool,), {"seconds": seconds}, run_id=first.run_id)
+    with connections.client_app(s) as app:
         publish(app, s, first)
         app.send_task("tasks.crash_once", args=[str(marker)], queue=s.queue_for(pool),
                       headers=ledger.run_headers(first.run_id, timing=False))
         publish(app, s, rest)
-    finally:
-        close_app(app)
     started = time.monotonic()
     wait_until(marker.exists, 60, "the crash task to run")
     died = _wait_for_exit(worker, 5.0)
     if died:
         worker = Worker(s, pool, concurrency, log).start()
-    run = RunLedger(connections.client(s.require_broker()), first.run_id)
-    run.wait(tasks + 1, timeout=CRASH_VISIBILITY_TIMEOUT + 2 * RESTORE_INTERVAL_S + tasks * seconds)
-    recovered = time.monotonic() - started
-    worker.stop()
-    accounting = run.account(tasks + 1, [s.queue_for(pool)])
+    with connections.redis_client(s.require_broker()) as client:
+        run = ledger.RunLedger(client, first.run_id)
+        run.wait(tasks + 1, timeout=CRASH_VISIBILITY_TIMEOUT + 2 * RESTORE_INTERVAL_S + tasks * seconds, poll_s=0.1)
+        recovered = time.monotonic() - started
+        worker.stop()
+        accounting = run.account(tasks + 1, [s.queue_for(pool)])
     return CrashLoss(pool, acks_late, tasks, accounting.completed, accounting.lost, died, recovered)
 
 

@@ -9,18 +9,17 @@ prefork the task ends early; on threads it runs to its own end.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
 
 from config import Settings
-from producer.tracking import RunLedger
+from experiments.schema import StopAttemptRow
 from stack.processes import wait_until
 from stack.workers import Worker
 from tasks import connections, ledger
-from tasks.app import close_app, make_app
 
 RUNAWAY_S = 6.0
 LIMIT_S = 1
@@ -38,8 +37,9 @@ class StopAttempt:
         """Stopped well before the loop's own end (a child killed mid-task may never report at all)."""
         return self.ran_s is None or self.ran_s < RUNAWAY_S * 0.75
 
-    def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "killed": self.killed}
+    def as_dict(self) -> StopAttemptRow:
+        return {"pool": self.pool, "method": self.method, "reported_state": self.reported_state,
+                "ran_s": self.ran_s, "killed": self.killed}
 
 
 def stop_runaway(settings: Settings, run_dir: Path, pool: str) -> list[StopAttempt]:
@@ -47,11 +47,10 @@ def stop_runaway(settings: Settings, run_dir: Path, pool: str) -> list[StopAttem
     attempts = []
     for method in (f"time_limit={LIMIT_S}s", "revoke(terminate=True)"):
         worker = Worker(settings, pool, 2, run_dir / f"kill-{pool}.log").start()
-        app = make_app(settings)
         try:
-            attempts.append(_attempt(app, settings, worker, method))
+            with connections.client_app(settings) as app:
+                attempts.append(_attempt(app, settings, worker, method))
         finally:
-            close_app(app)
             worker.stop()
     return attempts
 
@@ -65,9 +64,10 @@ def _attempt(app: Celery, settings: Settings, worker: Worker, method: str) -> St
     wait_until(lambda: _is_running(app, worker.name, result.id), 30, "the runaway task to start")
     if not limit:
         app.control.revoke(result.id, terminate=True, signal="SIGKILL")
-    run = RunLedger(connections.client(settings.require_broker()), run_id)
-    run.wait(1, timeout=RUNAWAY_S + 2)
-    run.drain_timings()
+    with connections.redis_client(settings.require_broker()) as client:
+        run = ledger.RunLedger(client, run_id)
+        run.wait(1, timeout=RUNAWAY_S + 2, poll_s=0.1)
+        run.drain_timings()
     ran = run.timings.run_time.high if run.timings.count else None  # a SIGTERMed child may still report
     return StopAttempt(worker.pool, method, str(result.state), ran)
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from config import Settings
+from experiments.schema import RoutingRow
 from producer.publish import SendPlan, publish
-from producer.tracking import RunLedger
 from stack.workers import Worker
 from tasks import connections
-from tasks.app import close_app, make_app
+from tasks.ledger import RunLedger
 
 SLEEP_SHARE = 0.8
 TASKS = 200
@@ -39,8 +39,9 @@ class MixedRun:
     lost: int
     throughput_per_s: float
 
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+    def as_dict(self) -> RoutingRow:
+        return {"scenario": self.scenario, "tasks": self.tasks, "completed": self.completed, "lost": self.lost,
+                "throughput_per_s": self.throughput_per_s}
 
 
 def run_mixed(settings: Settings, run_dir: Path, tasks: int = TASKS) -> list[MixedRun]:
@@ -58,17 +59,14 @@ def _scenario(settings: Settings, run_dir: Path, scenario: str, tasks: int) -> M
     }[scenario]
     square_to = "prefork" if scenario == "routed" else "threads"
     sleeps = round(tasks * SLEEP_SHARE)
-    sleep_plan = SendPlan("sleep", sleeps, ("threads",), seconds=SLEEP_S)
-    square_plan = SendPlan("square", tasks - sleeps, (square_to,), work=SQUARE_WORK, run_id=sleep_plan.run_id)
-    with _workers(settings, run_dir, scenario, workers):
-        app = make_app(settings)
-        try:
-            for plan in _interleaved(sleep_plan, square_plan):
-                publish(app, settings, plan)
-        finally:
-            close_app(app)
-        run = RunLedger(connections.client(settings.require_broker()), sleep_plan.run_id)
-        run.wait(tasks, timeout=120)
+    sleep_plan = SendPlan("sleep", sleeps, ("threads",), {"seconds": SLEEP_S})
+    square_plan = SendPlan("square", tasks - sleeps, (square_to,), {"work": SQUARE_WORK}, run_id=sleep_plan.run_id)
+    with (_workers(settings, run_dir, scenario, workers), connections.client_app(settings) as app,
+          connections.redis_client(settings.require_broker()) as client):
+        for plan in _interleaved(sleep_plan, square_plan):
+            publish(app, settings, plan)
+        run = RunLedger(client, sleep_plan.run_id)
+        run.wait(tasks, timeout=120, poll_s=0.1)
         run.drain_timings()
         accounting = run.account(tasks, [threads_q, prefork_q])
     return MixedRun(scenario, tasks, accounting.completed, accounting.lost, run.timings.drain_rate())
@@ -81,8 +79,7 @@ def _interleaved(sleep_plan: SendPlan, square_plan: SendPlan) -> Sequence[SendPl
         for plan in (sleep_plan, square_plan):
             count = plan.count // 5 + (plan.count % 5 if part == 4 else 0)
             if count:
-                slices.append(SendPlan(plan.workload, count, plan.pools, work=plan.work, seconds=plan.seconds,
-                                       run_id=plan.run_id))
+                slices.append(SendPlan(plan.workload, count, plan.pools, plan.params, run_id=plan.run_id))
     return slices
 
 

@@ -20,8 +20,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-SCRIPTS: dict[str, str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-SCRIPT_PACKAGES = {target.split(".")[0] for target in SCRIPTS.values()} | {"config", "tasks"}
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+SCRIPTS: dict[str, str] = PYPROJECT["project"]["scripts"]
+PACKAGES = {name.rstrip("*") for name in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]}
 LAB_IMAGE = COMPOSE["x-lab-image"]
 LAB_SERVICES = sorted(name for name, service in SERVICES.items() if service.get("image") == LAB_IMAGE)
 SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN", re.I)
@@ -138,4 +139,4 @@ def test_dockerfile_base_is_an_argument_and_dockerignore_keeps_the_context_small
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     assert "*" in lines, "ignore everything, then allow what runs"
-    assert allowed <= {"pyproject.toml", *SCRIPT_PACKAGES, "experiments", "report"}, allowed
+    assert allowed <= {"pyproject.toml", *PACKAGES}, allowed

@@ -7,13 +7,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from celery import Celery
 from rich.console import Console
 
 from config import Settings
 from experiments import runner
 from experiments.spec import SpecError, load, parse
+from report.build import write_report
 from stack.workers import Worker
-from tasks.app import make_app
 
 TINY = Path(__file__).with_name("tiny.toml")
 SCHEMA = ("pool", "workload", "concurrency", "tasks", "repetitions", "completed", "lost", "duplicated",
@@ -27,10 +28,11 @@ def test_tiny_experiment_runs_reports_and_resumes(settings: Settings, tmp_path: 
     run_dir = tmp_path / "run"
     console = Console(file=io.StringIO(), width=200)
     results = runner.run_experiment(experiment, settings, run_dir, console=console)
+    write_report(results, run_dir)
 
     on_disk = json.loads((run_dir / "results.json").read_text())
     assert on_disk == results
-    assert set(results["environment"]) >= {"cpu_count", "celery", "redis_server", "events", "square_task_cpu_s"}
+    assert set(results["environment"]) >= {"cpu_count", "celery", "redis_server", "events", "task_cpu_s_before_run"}
     assert len(results["cells"]) == len(experiment.cells)
     for cell in results["cells"]:
         assert set(SCHEMA) <= set(cell), cell["id"]
@@ -75,12 +77,12 @@ def test_resume_refuses_a_directory_of_another_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["experiment", "run", "nope.toml"], "cannot read experiment file"),
-    (["experiment", "run", str(TINY), "--resume", "."], "not an experiment run directory"),
+    (["bench", "nope.toml"], "cannot read experiment file"),
+    (["bench", str(TINY), "--resume", "."], "not an experiment run directory"),
 ])  # fmt: skip
 def test_cli_bad_input_is_one_line_and_exit_2(run_cli: Callable[..., subprocess.CompletedProcess[str]],
                                               args: list[str], message: str) -> None:
-    result = run_cli(*args)
+    result = run_cli(*args, module="cli")
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and message in result.stderr
     assert result.stdout == ""
@@ -90,9 +92,9 @@ def test_cli_rejects_an_invalid_file(run_cli: Callable[..., subprocess.Completed
                                      tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[[cells]]\npools = ['threads']\nconcurrency = [2]\nworkload = 'square'\n")
-    result = run_cli("experiment", "run", str(bad))
+    result = run_cli("bench", str(bad), module="cli")
     assert result.returncode == 2
-    assert result.stderr.strip() == "producer: error: [[cells]] block 1: give exactly one of tasks or rounds"
+    assert result.stderr.strip() == "lab: error: [[cells]] block 1: give exactly one of tasks or rounds"
 
 
 ATTACH = """
@@ -110,7 +112,7 @@ repetitions = 1
 
 @pytest.mark.slow
 def test_attach_measures_the_running_worker_and_leaves_it_consuming(
-        settings: Settings, start_worker: Callable[..., Worker], tmp_path: Path) -> None:
+        settings: Settings, start_worker: Callable[..., Worker], app: Celery, tmp_path: Path) -> None:
     worker = start_worker("threads", concurrency=3)
     results = runner.run_experiment(parse(ATTACH), settings, tmp_path / "run", attach=True,
                                     console=Console(file=io.StringIO()))
@@ -118,16 +120,12 @@ def test_attach_measures_the_running_worker_and_leaves_it_consuming(
     assert (cell["attached"], cell["concurrency"], cell["completed"], cell["lost"]) == (True, 3, 30, 0)
     assert cell["worker_memory_mb"] > 10 and cell["startup_s"] is None
     assert results["environment"]["broker"] == "attached"
-    app = make_app(settings)
-    try:
-        assert app.send_task("tasks.noop", queue=settings.queue_for("threads")).get(timeout=30) is None
-    finally:
-        app.close()
-    assert worker.responds()
+    assert app.send_task("tasks.noop", queue=settings.queue_for("threads")).get(timeout=30) is None
+    assert app.control.ping(destination=[worker.name], timeout=5)
 
 
 def test_cli_report_needs_a_results_json(run_cli: Callable[..., subprocess.CompletedProcess[str]],
                                          tmp_path: Path) -> None:
-    result = run_cli("experiment", "report", str(tmp_path))
+    result = run_cli("report", str(tmp_path), module="cli")
     assert result.returncode == 2
-    assert result.stderr.strip() == f"producer: error: {tmp_path} has no results.json"
+    assert result.stderr.strip() == f"lab: error: {tmp_path} has no results.json"

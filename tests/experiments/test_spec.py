@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from config import Settings
-from config.constants import DEFAULT_SQUARE_WORK
 from experiments.spec import SpecError, load, parse
+from tasks.work import DEFAULT_SQUARE_WORK
 
 ROOT = Path(__file__).resolve().parents[2]
 

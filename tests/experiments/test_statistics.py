@@ -7,7 +7,7 @@ from experiments.measure import CellRun, Repetition
 from experiments.spec import Cell, parse
 from experiments.summary import cell_result
 from experiments.targets import Target
-from producer.tracking import Accounting, Timings
+from tasks.ledger import Accounting, Timings, timing_line
 
 
 def one_cell(pool: str, concurrency: int, workload: str, params: str, repetitions: int) -> Cell:
@@ -32,7 +32,7 @@ def timings(n: int, span: float, wait: float, run: float, cpu: float | None = No
     t = Timings()
     for i in range(n):
         started = 1000.0 + i * span / (n - 1)
-        t.add(f"{started - wait:.6f} {started:.6f} {started + run:.6f} {run if cpu is None else cpu:.6f} SUCCESS w@h")
+        t.add(timing_line(started - wait, started, started + run, run if cpu is None else cpu, None, "SUCCESS", "w@h"))
     return t
 
 
@@ -44,7 +44,7 @@ def repetition(span: float, lost: int = 0, duplicated: int = 0) -> Repetition:
 
 
 def run_of(*reps: Repetition) -> CellRun:
-    target = Target(Settings(), "threads@h", "threads", 4, 1.5, None)
+    target = Target(Settings(), None, "threads@h", "threads", 4, 1.5, None)
     return CellRun(CELL, target, 40.0, None, list(reps))
 
 
@@ -66,7 +66,7 @@ def test_the_cpu_ideal_of_each_repetition_comes_from_its_own_tasks_cpu_time() ->
     fast = timings(100, 2.475, wait=0.0, run=0.025, cpu=0.02)  # 40/s against an ideal of 50/s
     slow = timings(100, 4.95, wait=0.0, run=0.05, cpu=0.04)  # 20/s against 25/s
     reps = [Repetition(acc, t, t.drain_rate(), 0.0, None, None, {}) for t in (fast, slow)]
-    target = Target(Settings(), "prefork@h", "prefork", 1, 1.0, None)
+    target = Target(Settings(), None, "prefork@h", "prefork", 1, 1.0, None)
     result = cell_result(CellRun(SQUARE, target, 30.0, None, reps))
     assert result["efficiency_runs"] == [0.8, 0.8]
     assert result["efficiency"] == 0.8
@@ -82,7 +82,7 @@ def test_a_paired_cell_gives_the_overhead_of_each_pair_and_their_median() -> Non
         return Repetition(acc, Timings(), float("nan"), wall, None, None, {})
 
     timed, untimed = [rep(90.0), rep(80.0), rep(99.0)], [rep(100.0), rep(100.0), rep(100.0)]
-    target = Target(Settings(), "threads@h", "threads", 4, 1.5, None)
+    target = Target(Settings(), None, "threads@h", "threads", 4, 1.5, None)
     result = cell_result(CellRun(CELL, target, 40.0, None, timed, 0, untimed))
     assert result["overhead_runs"] == [0.1, 0.2, 0.01]
     assert result["overhead"] == 0.1

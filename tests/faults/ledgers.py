@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import redis
@@ -10,9 +9,8 @@ from celery import Celery
 
 from config import Settings
 from producer.publish import SendPlan, publish
-from producer.tracking import Accounting, RunLedger
-from tasks.faults import marks_key
-from tasks.ledger import key
+from tasks.ledger import Accounting, RunLedger
+from tasks.probes import marks_key
 
 # About 5 ms of CPU per task: 600 tasks take a few seconds on two cores.
 SMALL_WORK = 60_000
@@ -25,14 +23,9 @@ AT_LEAST_ONCE = (
 
 def send_squares(app: Celery, settings: Settings, pools: Sequence[str], count: int,
                  work: int = SMALL_WORK) -> SendPlan:
-    plan = SendPlan("square", count, tuple(pools), work=work)
+    plan = SendPlan("square", count, tuple(pools), {"work": work})
     publish(app, settings, plan)
     return plan
-
-
-def ended_once(client: redis.Redis, run_id: str) -> int:
-    """Distinct task ids that ended (duplicates counted once)."""
-    return int(client.hlen(key(run_id, "seen")))
 
 
 def account(client: redis.Redis, settings: Settings, plan: SendPlan) -> Accounting:
@@ -55,11 +48,3 @@ def marks(client: redis.Redis, tag: str, event: str) -> list[tuple[str, int]]:
     entries = client.lrange(marks_key(tag, event), 0, -1)
     pairs = [entry.decode().split() for entry in entries]
     return [(task_id, int(pid)) for task_id, pid in pairs]
-
-
-def unacked_for(client: redis.Redis, queues: Sequence[str]) -> int:
-    """Messages delivered to a worker and not acknowledged, for these queues."""
-    count = 0
-    for _, payload in client.hscan_iter("unacked"):
-        count += json.loads(payload)[2] in queues
-    return count

@@ -18,7 +18,8 @@ from celery import Celery
 from config import Settings
 from stack.processes import wait_until
 from stack.workers import Worker
-from tests.faults.ledgers import account, ended_once, marks, report, send_squares
+from tasks.ledger import RunLedger
+from tests.faults.ledgers import account, marks, report, send_squares
 
 TASKS = 600
 
@@ -30,16 +31,17 @@ def test_worker_killed_mid_run_then_restarted_loses_nothing(
 ) -> None:
     worker = start_worker(pool)
     plan = send_squares(app, settings, [pool], TASKS)
-    wait_until(lambda: ended_once(redis_client, plan.run_id) >= TASKS // 6, 60, "a sixth of the run done")
+    ledger = RunLedger(redis_client, plan.run_id)
+    wait_until(lambda: ledger.distinct_finished() >= TASKS // 6, 60, "a sixth of the run done")
     worker.kill()
-    done_at_kill = ended_once(redis_client, plan.run_id)
+    done_at_kill = ledger.distinct_finished()
     assert done_at_kill < TASKS, "the kill came after the run: make the tasks longer"
 
     start_worker(pool)
     # Redelivery waits for the visibility timeout; then nothing is left in Redis.
     wait_until(lambda: account(redis_client, settings, plan).queued == 0, 60, "every message taken")
     with contextlib.suppress(TimeoutError):  # a lost task shows in the accounting below
-        wait_until(lambda: ended_once(redis_client, plan.run_id) == TASKS, 10, "every task ended")
+        wait_until(lambda: ledger.distinct_finished() == TASKS, 10, "every task ended")
     acc = account(redis_client, settings, plan)
     report(acc, f"{pool} SIGKILL at {done_at_kill}/{TASKS}")
     # tasks.transport takes a message and records it as unacked atomically: none can be lost

@@ -10,7 +10,7 @@ import redis
 
 from config import Settings
 from stack.processes import wait_until
-from tests.faults.test_redis_restart import producer
+from tests.checks import finish, producer
 
 COUNT = 200_000  # far more than can be sent before the signal lands
 
@@ -23,7 +23,7 @@ def test_producer_stopped_mid_burst_reports_exactly_what_is_queued(
     run = producer(settings, "--task", "square", "-n", str(COUNT), "--pool", "threads", "--json")
     wait_until(lambda: redis_client.llen(queue) >= 2000, 60, "the burst under way", run)  # type: ignore[arg-type]
     run.send_signal(sig)
-    out, err = run.communicate(timeout=60)
+    out, err = finish(run, 60)
     assert run.returncode == 130, err
     match = re.search(r"producer: interrupted: sent (\d+) of (\d+)", err)
     assert match, err

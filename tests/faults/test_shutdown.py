@@ -11,8 +11,8 @@ from celery import Celery
 from config import Settings
 from stack.processes import wait_until
 from stack.workers import Worker
-from tasks.ledger import run_headers
-from tests.faults.ledgers import marks, unacked_for
+from tasks.ledger import run_headers, unacked_for
+from tests.faults.ledgers import marks
 
 HOLD_S = 0.5
 

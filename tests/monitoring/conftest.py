@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pytest
 
 from config import Settings
-from config.constants import DEFAULT_POOLS
+from config.pools import DEFAULT_POOLS
 from stack.launcher import Stack, running_stack
 from stack.processes import wait_until
 from stack.prometheus import Prometheus
@@ -61,7 +61,7 @@ def scalar(prometheus: Prometheus, expr: str) -> float | None:
 
 
 def send_and_wait(settings: Settings, count: int) -> dict[str, object]:
-    command = [sys.executable, "-m", "producer", "send", "--task", "sleep", "--seconds", SLEEP_S,
+    command = [sys.executable, "-m", "cli.producer", "send", "--task", "sleep", "--seconds", SLEEP_S,
                "-n", str(count), "--pool", ",".join(DEFAULT_POOLS), "--wait", "--json"]
     result = subprocess.run(command, env={**os.environ, **settings.to_env()}, capture_output=True, text=True,
                             timeout=120, cwd=ROOT, check=False)

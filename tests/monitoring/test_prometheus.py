@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from config import Settings
-from config.constants import DEFAULT_POOLS
+from config.pools import DEFAULT_POOLS
 from stack.prometheus import CONFIG_TEMPLATE, Prometheus, check_config
 from tests.monitoring.artefacts import plot_series, publish_to_docs
 from tests.monitoring.conftest import SCRAPE_INTERVAL, SLEEP_S, SUCCEEDED, WatchedRun

@@ -12,9 +12,8 @@ import redis
 from rich.console import Console
 
 from producer.live import LiveRun, RecentRate
-from producer.tracking import RunLedger
 from stack.workers import Worker
-from tasks.ledger import key
+from tasks.ledger import RunLedger, key, timing_line
 
 
 def test_recent_rate_spans_only_the_last_window() -> None:
@@ -38,7 +37,7 @@ def record(client: redis.Redis, run_id: str, worker: str, run_s: float, count: i
     """What a worker's ledger handler writes when it ends `count` tasks (tasks/ledger.py)."""
     for _ in range(count):
         client.hincrby(key(run_id, "count"), "SUCCESS", 1)
-        client.rpush(key(run_id, "timings"), f"{at:.6f} {at:.6f} {at + run_s:.6f} {run_s:.6f} SUCCESS {worker}")
+        client.rpush(key(run_id, "timings"), timing_line(at, at, at + run_s, run_s, None, "SUCCESS", worker))
 
 
 def test_rows_split_the_ledger_per_pool(redis_client: redis.Redis) -> None:

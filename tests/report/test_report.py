@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from report import findings
+from report import findings, verdicts
 from report.build import rebuild, write_report
 
 
@@ -56,9 +56,9 @@ def results_fixture() -> dict[str, Any]:
 
 def test_findings_from_known_numbers() -> None:
     results = results_fixture()
-    cpu = findings.cpu_verdict(results["cells"], cores=2)
+    cpu = verdicts.cpu_verdict(results["cells"], cores=2)
     assert cpu is not None and cpu["ratio"] == pytest.approx(2.0) and cpu["prefork_efficiency"] == 0.95
-    io = findings.io_verdict(results["cells"])
+    io = verdicts.io_verdict(results["cells"])
     assert io is not None
     assert (io["concurrency"], io["threads_memory_mb"], io["prefork_memory_mb"]) == (64, 58.0, 1700.0)
     (overhead,) = findings.overheads(results["cells"])
@@ -66,7 +66,7 @@ def test_findings_from_known_numbers() -> None:
     margin = findings.producer_margin(results)
     assert margin is not None and margin["margin"] == pytest.approx(2400 / 735.0)
     assert findings.accounting(results["cells"])["lost"] == 2
-    assert "prefork 2.00x threads at c=2 (95% of ideal)" in findings.headline(results)
+    assert "prefork 2.00x threads at c=2 (95% of ideal)" in verdicts.headline(results)
 
 
 def test_report_files_and_what_they_say(tmp_path: Path) -> None:

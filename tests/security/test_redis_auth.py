@@ -24,7 +24,7 @@ def test_native_stack_refuses_a_redis_url_without_password(
     run_cli: Run, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     url = f"redis://127.0.0.1:{redis_server.port}/0"
-    line = one_error_line(run_cli("up", "--run-dir", str(tmp_path), module="stack", env={"LAB_BROKER_URL": url}))
+    line = one_error_line(run_cli("up", "--run-dir", str(tmp_path), module="cli", env={"LAB_BROKER_URL": url}))
     assert line.startswith("lab: error:") and "has no password" in line
 
 
@@ -34,6 +34,6 @@ def test_wrong_redis_password_is_refused_with_a_clear_message(
 ) -> None:
     url = f"redis://:not-the-password@127.0.0.1:{redis_server.port}/0"
     args = [part.format(tmp=tmp_path) for part in command]
-    line = one_error_line(run_cli(*args, module="stack", env={"LAB_BROKER_URL": url}))
+    line = one_error_line(run_cli(*args, module="cli", env={"LAB_BROKER_URL": url}))
     assert "refused the password" in line
     assert "not-the-password" not in line and redis_server.password not in line

@@ -6,23 +6,20 @@ import pytest
 
 from config import Settings
 from producer.publish import SendPlan, publish
-from producer.tracking import RunLedger
 from stack.workers import Worker
-from tasks import connections
-from tasks.app import make_app
+from tasks.connections import client_app, redis_client
+from tasks.ledger import RunLedger
 
 
 def drain_rate(settings: Settings, pool: str, count: int) -> float:
-    plan = SendPlan("square", count, (pool,), work=100_000)
-    app = make_app(settings)
-    try:
+    plan = SendPlan("square", count, (pool,), {"work": 100_000})
+    with client_app(settings) as app:
         publish(app, settings, plan)
-    finally:
-        app.close()
-    ledger = RunLedger(connections.client(settings.require_broker()), plan.run_id)
-    assert ledger.wait(count, timeout=120), f"{pool}: not every task ended"
-    ledger.drain_timings()
-    assert ledger.account(count, [settings.queue_for(pool)]).completed == count
+    with redis_client(settings.require_broker()) as client:
+        ledger = RunLedger(client, plan.run_id)
+        assert ledger.wait(count, timeout=120).ended, f"{pool}: not every task ended"
+        ledger.drain_timings()
+        assert ledger.account(count, [settings.queue_for(pool)]).completed == count
     return ledger.timings.drain_rate()
 
 

@@ -38,7 +38,7 @@ class LabUp:
         self.env.update({"LAB_STATE_DIR": str(self.state_dir), "LAB_FLOWER_PORT": str(free_port()),
                          "LAB_THREADS_CONCURRENCY": "4", "LAB_PREFORK_CONCURRENCY": "2",
                          "LAB_VISIBILITY_TIMEOUT": "5", "COLUMNS": "200"})
-        self.process = subprocess.Popen([sys.executable, "-m", "stack", "up", "--run-dir", str(tmp_path / "run")],
+        self.process = subprocess.Popen([sys.executable, "-m", "cli", "up", "--run-dir", str(tmp_path / "run")],
                                         env=self.env, cwd=ROOT, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
 
@@ -96,7 +96,7 @@ def kill_and_time_return(stack: LabUp, marker: str, back: object) -> float:
 @pytest.mark.slow
 def test_killed_workers_and_flower_come_back_and_the_run_loses_nothing(lab_up: LabUp) -> None:
     producer = subprocess.Popen(
-        [sys.executable, "-m", "producer", "send", "--task", "sleep", "--seconds", "0.2", "-n", "150",
+        [sys.executable, "-m", "cli.producer", "send", "--task", "sleep", "--seconds", "0.2", "-n", "150",
          "--pool", "both", "--wait", "--timeout", "120", "--json"],
         env=lab_up.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     app = make_app(lab_up.settings.replace(broker_url=str(lab_up.state["broker_url"])))

@@ -1,26 +1,41 @@
-"""The ledger under a burst on many threads: every task recorded once, no write lost."""
+"""The run ledger: a burst on many threads recorded exactly once, and its timing lines read back."""
 
+import math
 from collections.abc import Callable
 
+import pytest
+import redis
 from celery import Celery
 
 from config import Settings
 from producer.publish import SendPlan, publish
-from producer.tracking import RunLedger
 from stack.workers import Worker
-from tasks import connections
+from tasks.ledger import RunLedger, Timings, timing_line
 
 
 def test_a_burst_on_64_threads_is_recorded_exactly_once(
-    settings: Settings, app: Celery, start_worker: Callable[..., Worker]
+    settings: Settings, app: Celery, start_worker: Callable[..., Worker], redis_client: redis.Redis
 ) -> None:
     worker = start_worker("threads", concurrency=64)
-    plan = SendPlan("sleep", 640, ("threads",), seconds=0.0)
+    plan = SendPlan("sleep", 640, ("threads",), {"seconds": 0.0})
     publish(app, settings, plan)
-    ledger = RunLedger(connections.client(settings.require_broker()), plan.run_id)
-    assert ledger.wait(plan.total, timeout=60)
+    ledger = RunLedger(redis_client, plan.run_id)
+    assert ledger.wait(plan.total, timeout=60).ended
     ledger.drain_timings()
     accounting = ledger.account(plan.total, [settings.queue_for("threads")])
     assert (accounting.completed, accounting.lost, accounting.duplicated) == (640, 0, 0)
     assert ledger.timings.count == 640
     assert "record_end" not in worker.log_path.read_text(), "a ledger write failed in the worker"
+
+
+def test_timings_give_drain_rate_from_first_start_to_last_finish() -> None:
+    timings = Timings()
+    timings.add(timing_line(100.0, 100.5, 101.0, 0.4, None, "SUCCESS", "threads@h"))
+    timings.add(timing_line(100.0, 101.0, 102.5, 1.2, 1.1, "SUCCESS", "threads@h"))
+    assert timings.count == 2
+    assert timings.drain_rate() == pytest.approx(2 / 2.0)
+    assert timings.elapsed_since_sent() == pytest.approx(2.5)
+    assert timings.mean_task_cpu_s() == pytest.approx(0.8)
+    assert timings.queue_wait.percentile(1.0) == pytest.approx(1.0)
+    assert math.isnan(Timings().drain_rate())
+    assert timings.io_observed.total == 1 and timings.io_observed.percentile(0.5) == pytest.approx(1.1, rel=0.015)

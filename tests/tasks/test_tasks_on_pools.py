@@ -23,7 +23,7 @@ def test_square_and_sleep_return_checkable_results(
     for result in sleeps:
         slept = result.get(timeout=30)
         assert slept["requested"] == 0.05
-        assert slept["slept"] >= 0.05
+        assert slept["io_s"] >= 0.05
 
 
 BAD_CALLS = [

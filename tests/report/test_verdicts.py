@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from experiments.claims import verdicts
+from report import verdicts
 
 
 def cell(label: str, pool: str, c: int, **values: Any) -> dict[str, Any]:

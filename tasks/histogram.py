@@ -7,8 +7,6 @@ percentiles it reports are within one bucket (about 1 %) of the exact value.
 from __future__ import annotations
 
 import math
-import statistics
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 BUCKETS_PER_DECADE = 200
@@ -59,28 +57,3 @@ def _bucket_value(bucket: int) -> float:
     if bucket == 0:
         return SMALLEST
     return SMALLEST * 10 ** ((bucket - 0.5) / BUCKETS_PER_DECADE)
-
-
-@dataclass(frozen=True)
-class Spread:
-    """Median and range of repeated measurements of one quantity."""
-
-    median: float
-    low: float
-    high: float
-    runs: int
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> Spread:
-        if not values:
-            raise ValueError("no values to summarise")
-        return cls(statistics.median(values), min(values), max(values), len(values))
-
-
-def efficiency(measured: float, ideal: float) -> float:
-    return measured / ideal if ideal > 0 else math.nan
-
-
-def median_or_nan(values: Iterable[float]) -> float:
-    items = list(values)
-    return statistics.median(items) if items else math.nan

@@ -1,9 +1,8 @@
-import math
+"""The log-bucketed histogram: percentiles within one bucket, bounded memory, merging."""
 
 import pytest
 
-from producer.stats import Histogram, Spread
-from producer.tracking import Timings
+from tasks.histogram import Histogram
 
 
 def test_percentiles_of_known_inputs_within_one_bucket() -> None:
@@ -39,20 +38,3 @@ def test_merge_equals_adding_everything_to_one() -> None:
     a.merge(b)
     assert a.counts == both.counts
     assert a.percentile(0.99) == both.percentile(0.99)
-
-
-def test_spread_is_median_and_range() -> None:
-    spread = Spread.of([3.0, 1.0, 2.0, 10.0])
-    assert (spread.median, spread.low, spread.high, spread.runs) == (2.5, 1.0, 10.0, 4)
-
-
-def test_timings_give_drain_rate_from_first_start_to_last_finish() -> None:
-    timings = Timings()
-    timings.add("100.0 100.5 101.0 0.4 SUCCESS threads@h")
-    timings.add("100.0 101.0 102.5 1.2 SUCCESS threads@h")
-    assert timings.count == 2
-    assert timings.drain_rate() == pytest.approx(2 / 2.0)
-    assert timings.elapsed_since_sent() == pytest.approx(2.5)
-    assert timings.mean_task_cpu_s() == pytest.approx(0.8)
-    assert timings.queue_wait.percentile(1.0) == pytest.approx(1.0)
-    assert math.isnan(Timings().drain_rate())

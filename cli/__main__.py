@@ -1,0 +1,3 @@
+from cli.lab import main
+
+main()

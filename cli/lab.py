@@ -1,0 +1,130 @@
+"""`lab`: the lab's front door. Every command parses its arguments and delegates.
+
+The experiment and report packages are imported inside the commands that use them: they bring
+matplotlib and add ~2 s to every start, and `lab worker` (what compose, the launcher and the
+experiments start, and claim 4 times) must reach `exec celery` quickly.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from cli import errors
+from cli.send import send
+from config import Settings
+from config.pools import DEFAULT_POOLS, POOL_NAMES
+from stack import processes
+
+RESULTS = Path("results")
+ExistingDir = click.Path(path_type=Path, file_okay=False, exists=True)
+
+
+@click.group()
+def cli() -> None:
+    """Threads or processes? Run the stack, send tasks, measure, report."""
+
+
+cli.add_command(send)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("pool", type=click.Choice(POOL_NAMES))
+@click.option("--concurrency", "-c", type=click.IntRange(1, 10_000), default=None)
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+def worker(pool: str, concurrency: int | None, extra: tuple[str, ...]) -> None:
+    """Exec a Celery worker for POOL on its own queue (waits for Redis first).
+
+    Any further options go to `celery worker` unchanged (e.g. `--max-tasks-per-child 1`).
+    """
+    processes.exec_worker(Settings.from_env(), pool, concurrency, extra)
+
+
+@cli.command()
+def flower() -> None:
+    """Exec Flower with basic auth on the configured address (waits for Redis first)."""
+    processes.exec_flower(Settings.from_env())
+
+
+@cli.command()
+@click.option("--pools", default=",".join(DEFAULT_POOLS), help="Comma-separated pools to run.")
+@click.option("--run-dir", type=click.Path(path_type=Path), default=RESULTS / "stack")
+@click.option("--monitoring", is_flag=True, help="Also start Prometheus (Debian package) scraping Flower.")
+def up(pools: str, run_dir: Path, monitoring: bool) -> None:
+    """Start Redis (embedded unless LAB_BROKER_URL is set), the workers and Flower; Ctrl-C stops all."""
+    from stack.foreground import run_foreground
+
+    run_foreground(Settings.from_env(), [p for p in pools.split(",") if p], run_dir, monitoring)
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=RESULTS / "demo")
+def demo(out: Path) -> None:
+    """Start the stack, compare square and sleep on both pools, write summary.json, stop."""
+    from experiments.demo import run_demo
+
+    run_demo(Settings.from_env(), out)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False), default=Path("config/experiments/quick.toml"))
+@click.option("--attach", is_flag=True, help="Measure the running stack's workers instead of starting them.")
+@click.option("--resume", type=ExistingDir, default=None, help="Continue an interrupted run in this directory.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=RESULTS)
+def bench(file: Path, attach: bool, resume: Path | None, out: Path) -> None:
+    """Run the experiment FILE and write results.json and its report (exit 1 if a task was lost)."""
+    from experiments import entry
+    from report import build
+
+    console = Console()
+    results, run_dir = entry.run_file(Settings.from_env(), file, attach, resume, out, console)
+    console.print(f"wrote {run_dir / 'results.json'} and {build.write_report(results, run_dir)}")
+    sys.exit(entry.exit_code(results, console))
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False), default=Path("config/experiments/claims.toml"))
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=RESULTS)
+def claims(file: Path, out: Path) -> None:
+    """Measure every claim of the article: the FILE sweep plus the side experiments, then verdicts."""
+    from experiments.claims.run import run_claims
+    from report.claims import judge_and_write
+
+    console = Console()
+    results, side, run_dir = run_claims(Settings.from_env(), file, out, console)
+    judge_and_write(results, side, run_dir, console)
+
+
+@cli.command()
+@click.option("--tasks", type=click.IntRange(4, 10_000_000), default=100_000, help="Tasks in all.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=RESULTS / "soak")
+def soak(tasks: int, out: Path) -> None:
+    """Mixed tasks through both pools while a worker is SIGKILLed and Redis restarted: 0 lost?"""
+    from experiments.soak import run_soak
+
+    run_soak(Settings.from_env(), tasks, out)
+
+
+@cli.command()
+@click.argument("run_dir", type=ExistingDir)
+def report(run_dir: Path) -> None:
+    """Re-render a finished run's report (and claims, if it has them) from its files, without measuring."""
+    from report import build
+    from report.claims import rejudge
+
+    if not (run_dir / "results.json").is_file():
+        raise click.UsageError(f"{run_dir} has no results.json")
+    click.echo(f"wrote {build.rebuild(run_dir)}")
+    if (run_dir / "side.json").is_file():
+        click.echo(f"wrote {rejudge(run_dir)}")
+
+
+def main() -> None:
+    errors.run(cli, "lab")
+
+
+if __name__ == "__main__":
+    main()

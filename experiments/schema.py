@@ -1,0 +1,195 @@
+"""The shape of results.json (and of a claims run's side.json), typed, in one place.
+
+The runner writes these, and the report, the verdicts and the plots read them: with one typed
+schema mypy checks every key on both sides. Numbers are rounded floats or None (never NaN: JSON
+has no NaN). Latency percentiles are in seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+
+class Percentiles(TypedDict):
+    p50_s: float | None
+    p95_s: float | None
+    p99_s: float | None
+
+
+class RedisCalls(TypedDict):
+    celery_commands_per_task: float | None
+    harness_commands_per_task: float | None
+    calls: dict[str, int]
+
+
+class FlowerRun(TypedDict):
+    flower_succeeded: int
+    ledger_completed: int
+    match: bool
+
+
+class FlowerChecks(TypedDict):
+    checked: int
+    mismatches: int
+    runs: list[FlowerRun]
+
+
+class WallRates(TypedDict):
+    wall_per_s: float | None
+    wall_min: float | None
+    wall_max: float | None
+
+
+class CellResult(TypedDict):
+    """One measured cell: repetitions reduced to median and range, every task accounted for."""
+
+    id: str
+    label: str
+    pool: str
+    workload: str
+    concurrency: int
+    tasks: int
+    repetitions: int
+    untimed_repetitions: int
+    sent: int
+    completed: int
+    failed: int
+    queued: int
+    lost: int
+    duplicated: int
+    throughput_per_s: float | None  # median drain rate (first start to last finish)
+    throughput_min: float | None
+    throughput_max: float | None
+    ideal_per_s: float | None  # the model (tasks.workloads) with the cell's own measured task CPU
+    efficiency: float | None  # median over repetitions of throughput / ideal
+    usable_cores: int  # U of the model: cores the pool can keep busy with Python code
+    worker_memory_mb: float | None  # USS of the worker's whole tree
+    startup_s: float | None
+    p50_s: float | None  # end to end: sent -> finished
+    p95_s: float | None
+    p99_s: float | None
+    params: dict[str, Any]
+    arrival: str
+    arrival_rate_per_s: float | None
+    timing: bool
+    worker_args: list[str]
+    settings: dict[str, Any]
+    attached: bool
+    wall_per_s: float | None
+    wall_min: float | None
+    wall_max: float | None
+    cpu_cores: float | None  # the worker tree's CPU time over the drain time
+    task_cpu_s: float | None  # median over repetitions of one task's mean CPU time in the worker
+    ideal_before_run_per_s: float | None
+    efficiency_before_run: float | None
+    efficiency_runs: list[float | None]
+    queue_wait: Percentiles
+    run_time: Percentiles
+    io_observed: Percentiles  # the waiting tasks observed (workloads that report `io_s`)
+    io_inflation: float | None  # observed / requested waiting, median task
+    redis: RedisCalls
+    flower: FlowerChecks | None
+    throughput_runs: list[float | None]
+    ledger_write_errors: int
+    untimed: NotRequired[WallRates]  # a paired cell's timing-off twin
+    overhead: NotRequired[float | None]
+    overhead_runs: NotRequired[list[float | None]]
+    healthy: bool  # no task lost, duplicated or left queued
+
+
+class EnqueueRates(TypedDict):
+    median_per_s: float
+    min_per_s: float
+    max_per_s: float
+
+
+class EnqueueResult(TypedDict):
+    tasks: int
+    repetitions: int
+    used: str
+    methods: dict[str, EnqueueRates]
+
+
+class RedisCeiling(TypedDict):
+    method: str
+    ops_per_s: float
+    per_command: dict[str, float]
+    celery_commands_per_task: float | None
+    ceiling_tasks_per_s: float | None
+
+
+class ExperimentInfo(TypedDict):
+    name: str
+    description: str
+    digest: str
+    cells_planned: int
+
+
+class Results(TypedDict):
+    experiment: ExperimentInfo
+    environment: dict[str, Any]  # experiments.environment.describe, shown as a table
+    cells: list[CellResult]
+    enqueue: EnqueueResult | None
+    redis: RedisCeiling | None
+
+
+class InProcessRow(TypedDict):
+    pattern: str
+    workers: int
+    tasks: int
+    throughput_per_s: float
+    throughput_min: float
+    throughput_max: float
+
+
+class StopAttemptRow(TypedDict):
+    pool: str
+    method: str
+    reported_state: str
+    ran_s: float | None
+    killed: bool
+
+
+class SharedStateRow(TypedDict):
+    pool: str
+    tasks: int
+    processes_seen: int
+    largest_count_seen: int
+    shared: bool
+
+
+class CrashRow(TypedDict):
+    pool: str
+    acks_late: bool
+    tasks: int
+    completed: int
+    lost: int
+    worker_died: bool
+    seconds_to_recover: float
+
+
+class RoutingRow(TypedDict):
+    scenario: str
+    tasks: int
+    completed: int
+    lost: int
+    throughput_per_s: float
+
+
+class SideResults(TypedDict):
+    """A claims run's side experiments (side.json)."""
+
+    cores: int
+    inprocess: list[InProcessRow]
+    runaway: list[StopAttemptRow]
+    shared_state: list[SharedStateRow]
+    crash: list[CrashRow]
+    mixed: list[RoutingRow]
+
+
+class Verdict(TypedDict):
+    claim: int
+    verdict: str  # "holds", "partly", "does not hold"
+    figure: float | None
+    unit: str
+    detail: str

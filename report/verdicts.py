@@ -1,0 +1,237 @@
+"""Every verdict the lab gives, in one place: the report's headline and the article's six claims.
+
+Inputs are results.json's cells (and a claims run's side.json), so a verdict can be recomputed
+from files alone. CPU-bound comparisons compare cores kept busy with task code (throughput x the
+CPU time of one task), not raw rates: cells run minutes apart and this machine's speed drifts by
+up to +-20 % in that time (a threads cell at c=8 did 28 % more squares/s than at c=1 only because
+the CPU had sped up; both kept 0.90 cores busy). The report's headline and claim 1 therefore say
+the same thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from experiments.schema import CellResult, InProcessRow, Results, SideResults, Verdict
+from report.findings import accounting
+
+Cell = Mapping[str, Any]  # a CellResult, or a part of one in tests
+MODEL_TOLERANCE = 0.15  # a cell further than this from its model's ideal is a finding, not noise
+
+
+def task_cores(cell: Cell) -> float:
+    """Cores' worth of task code a cell kept busy: throughput x the CPU time of one of its tasks.
+
+    Falls back to the raw throughput when a cell has no task CPU time.
+    """
+    return float(cell["throughput_per_s"]) * (cell.get("task_cpu_s") or 1.0)
+
+
+# -- the report's headline -----------------------------------------------------------------------
+
+def _capacity(cells: Iterable[Cell]) -> list[Cell]:
+    """Capacity cells on the run's common settings (no per-cell knob)."""
+    return [c for c in cells if c["arrival"] != "rate" and c["timing"] and c["throughput_per_s"]
+            and not c.get("settings") and not c.get("worker_args")]
+
+
+def _pair(cells: Sequence[Cell], workload: str, cores: int) -> tuple[Cell, Cell] | None:
+    """The prefork and threads cells of one workload at the concurrency where prefork can use every core."""
+    by_pool: dict[str, dict[int, Cell]] = {"prefork": {}, "threads": {}}
+    for cell in _capacity(cells):
+        if cell["workload"] == workload and cell["pool"] in by_pool:
+            by_pool[cell["pool"]][cell["concurrency"]] = cell
+    common = sorted(set(by_pool["prefork"]) & set(by_pool["threads"]))
+    if not common:
+        return None
+    fitting = [level for level in common if level <= cores]
+    level = fitting[-1] if fitting else common[0]
+    return by_pool["prefork"][level], by_pool["threads"][level]
+
+
+def cpu_verdict(cells: Sequence[Cell], cores: int) -> dict[str, Any] | None:
+    """prefork against threads on square where prefork can use every core, in cores kept busy."""
+    pair = _pair(cells, "square", cores)
+    if pair is None:
+        return None
+    prefork, threads = pair
+    return {
+        "concurrency": prefork["concurrency"],
+        "prefork_per_s": prefork["throughput_per_s"],
+        "threads_per_s": threads["throughput_per_s"],
+        "ratio": task_cores(prefork) / task_cores(threads),
+        "prefork_efficiency": prefork["efficiency"],
+        "threads_efficiency": threads["efficiency"],
+    }
+
+
+def io_verdict(cells: Sequence[Cell]) -> dict[str, Any] | None:
+    """threads on the slowest sleep: efficiency at the top concurrency both pools ran, and memory."""
+    sleeps = [c for c in _capacity(cells) if c["workload"] == "sleep"]
+    if not sleeps:
+        return None
+    slowest = max(c["params"].get("seconds", 0) for c in sleeps)  # the I/O-bound curve, not Celery's ceiling
+    group = [c for c in sleeps if c["params"].get("seconds", 0) == slowest]
+    threads = [c for c in group if c["pool"] == "threads"]
+    if not threads:
+        return None
+    preforks = {c["concurrency"]: c for c in group if c["pool"] == "prefork"}
+    both = [c for c in threads if c["concurrency"] in preforks]
+    top = max(both or threads, key=lambda c: c["concurrency"])
+    threads = [c for c in threads if c["concurrency"] <= top["concurrency"]]
+    prefork = preforks.get(top["concurrency"])
+    worst = min(threads, key=lambda c: c["efficiency"] or 0)
+    return {
+        "concurrency": top["concurrency"],
+        "threads_per_s": top["throughput_per_s"],
+        "threads_efficiency": top["efficiency"],
+        "min_threads_efficiency": worst["efficiency"],
+        "min_at": worst["concurrency"],
+        "threads_memory_mb": top["worker_memory_mb"],
+        "prefork_memory_mb": prefork["worker_memory_mb"] if prefork else None,
+        "prefork_efficiency": prefork["efficiency"] if prefork else None,
+    }
+
+
+def headline(results: Results) -> str:
+    """One line for the first plot's title and the report's opening."""
+    parts = []
+    cpu = cpu_verdict(results["cells"], cores(results))
+    if cpu:
+        parts.append(f"CPU: prefork {cpu['ratio']:.2f}x threads at c={cpu['concurrency']}"
+                     f" ({_pct(cpu['prefork_efficiency'])} of ideal)")
+    io = io_verdict(results["cells"])
+    if io:
+        memory = f", {io['threads_memory_mb']:.0f} MB vs prefork {io['prefork_memory_mb']:.0f} MB" \
+            if io["threads_memory_mb"] and io["prefork_memory_mb"] else ""
+        parts.append(f"I/O: threads {_pct(io['threads_efficiency'])} of ideal at c={io['concurrency']}{memory}")
+    totals = accounting(results["cells"])
+    parts.append(f"{totals['lost']} lost, {totals['duplicated']} duplicated")
+    return "; ".join(parts)
+
+
+def model_misses(cells: Iterable[CellResult]) -> list[CellResult]:
+    """Cells whose measurement is further than MODEL_TOLERANCE from the model's ideal."""
+    return [c for c in cells if c["efficiency"] is not None and abs(1 - c["efficiency"]) > MODEL_TOLERANCE]
+
+
+def cores(results: Results) -> int:
+    return int(results.get("environment", {}).get("cpu_count") or 1)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+# -- the article's claims --------------------------------------------------------------------------
+
+def _cells(cells: Iterable[Cell], label: str, **match: Any) -> list[Cell]:
+    return [c for c in cells if c["label"] == label and all(c.get(k) == v for k, v in match.items())]
+
+
+def _by_concurrency(cells: Iterable[Cell]) -> dict[int, Cell]:
+    return {int(c["concurrency"]): c for c in cells}
+
+
+def _verdict(claim: int, holds: bool, partly: bool, figure: float | None, unit: str, detail: str) -> Verdict:
+    verdict = "holds" if holds else "partly" if partly else "does not hold"
+    return {"claim": claim, "verdict": verdict, "figure": None if figure is None else round(figure, 3),
+            "unit": unit, "detail": detail}
+
+
+def gil(cells: Sequence[Cell], cores: int, inprocess: Sequence[InProcessRow | Mapping[str, Any]]) -> Verdict:
+    """Claim 1: prefork/threads square work rate at concurrency = cores; threads flat across concurrency."""
+    threads = _by_concurrency(_cells(cells, "claim1", pool="threads"))
+    prefork = _by_concurrency(_cells(cells, "claim1", pool="prefork"))
+    c = min(cores, max(threads))
+    ratio = task_cores(prefork[c]) / task_cores(threads[c])
+    flat = max(task_cores(t) for t in threads.values()) / task_cores(threads[1])
+    busy = ", ".join(f"c={k}: {task_cores(v):.2f}" for k, v in sorted(threads.items()))
+    in_threads = max((r["throughput_per_s"] for r in inprocess if "Thread" in r["pattern"]), default=0.0)
+    in_procs = max((r["throughput_per_s"] for r in inprocess if "Process" in r["pattern"]), default=0.0)
+    detail = (f"square at concurrency {c}: prefork {prefork[c]['throughput_per_s']:.1f}/s vs threads "
+              f"{threads[c]['throughput_per_s']:.1f}/s; cores busy with tasks: prefork {task_cores(prefork[c]):.2f} "
+              f"vs threads {task_cores(threads[c]):.2f}; threads by concurrency: {busy} (best/1-thread = "
+              f"{flat:.2f}); in-process best: "
+              f"threads {in_threads:.1f}/s, processes {in_procs:.1f}/s")
+    holds = ratio >= 0.8 * min(c, cores) and flat <= 1.25
+    return _verdict(1, holds, ratio >= 1.3, ratio, "x (prefork/threads square throughput, per CPU-second of task)",
+                    detail)
+
+
+def io(cells: Sequence[Cell]) -> Verdict:
+    """Claim 2: threads sleep throughput tracks concurrency / seconds up to 256."""
+    threads = _by_concurrency(_cells(cells, "claim2", pool="threads"))
+    worst = min(c["efficiency"] for c in threads.values())
+    top = max(threads)
+    rates = ", ".join(f"c={k}: {v['throughput_per_s']:.0f}/s ({v['efficiency']:.0%})"
+                      for k, v in sorted(threads.items()))
+    gevent = _cells(cells, "claim2", pool="gevent")
+    extra = f"; gevent c={gevent[0]['concurrency']}: {gevent[0]['efficiency']:.0%} of ideal" if gevent else ""
+    return _verdict(2, worst >= 0.9, worst >= 0.7, worst, f"lowest efficiency of threads sleep up to c={top}",
+                    f"threads sleep: {rates}{extra}")
+
+
+def memory(cells: Sequence[Cell]) -> Verdict:
+    """Claim 3: prefork/threads worker memory (USS) at the largest concurrency both ran."""
+    threads = _by_concurrency(_cells(cells, "claim3", pool="threads"))
+    prefork = _by_concurrency(_cells(cells, "claim3", pool="prefork"))
+    c = max(set(threads) & set(prefork))
+    ratio = prefork[c]["worker_memory_mb"] / threads[c]["worker_memory_mb"]
+    per_task = {pool: _by_concurrency(_cells(cells, "claim3", pool=pool)).get(c) for pool in
+                ("threads", "prefork", "gevent", "eventlet")}
+    detail = "; ".join(f"{pool} {cell['worker_memory_mb']:.0f} MB "
+                       f"({cell['worker_memory_mb'] / c:.2f} MB per in-flight task)"
+                       for pool, cell in per_task.items() if cell)
+    return _verdict(3, ratio >= 2, ratio > 1.2, ratio, f"x (prefork/threads memory at concurrency {c})",
+                    f"USS of the whole worker at c={c}: {detail}")
+
+
+def startup(cells: Sequence[Cell]) -> Verdict:
+    """Claim 4: prefork start-up grows with concurrency; recycling children costs throughput."""
+    threads = _by_concurrency(_cells(cells, "claim3", pool="threads"))
+    prefork = _by_concurrency(_cells(cells, "claim3", pool="prefork"))
+    c = max(set(threads) & set(prefork))
+    ratio = prefork[c]["startup_s"] / threads[c]["startup_s"]
+    keep = _cells(cells, "claim4", pool="prefork")[0]["throughput_per_s"]
+    recycle = _cells(cells, "claim4-recycle", pool="prefork")[0]["throughput_per_s"]
+    cost = 1 - recycle / keep
+    detail = (f"start-up to ready at c={c}: prefork {prefork[c]['startup_s']:.2f} s, "
+              f"threads {threads[c]['startup_s']:.2f} s; max_tasks_per_child=1 cuts short-task throughput "
+              f"from {keep:.0f}/s to {recycle:.0f}/s ({cost:.0%})")
+    return _verdict(4, ratio >= 1.5 and cost >= 0.2, ratio > 1.1 or cost >= 0.2, ratio,
+                    f"x (prefork/threads start-up time at concurrency {c})", detail)
+
+
+def killable(attempts: Sequence[Mapping[str, Any]]) -> Verdict:
+    """Claim 5: the threads pool cannot stop a runaway task; prefork can."""
+    threads_killed = any(a["killed"] for a in attempts if a["pool"] == "threads")
+    prefork_killed = all(a["killed"] for a in attempts if a["pool"] == "prefork")
+    detail = "; ".join(f"{a['pool']} {a['method']}: {'stopped' if a['killed'] else 'ran to its end'} "
+                       f"(backend said {a['reported_state']})" for a in attempts)
+    return _verdict(5, not threads_killed and prefork_killed, not threads_killed, float(threads_killed),
+                    "threads pool killed the runaway task (1 yes, 0 no)", detail)
+
+
+def shared(states: Sequence[Mapping[str, Any]], crashes: Sequence[Mapping[str, Any]]) -> Verdict:
+    """Claim 6: threads share module state and die together; prefork children do not."""
+    by_pool = {s["pool"]: s for s in states}
+    threads_shared = by_pool["threads"]["shared"] and not by_pool["prefork"]["shared"]
+    crash = {(c["pool"], c["acks_late"]): c for c in crashes}
+    died_together = crash[("threads", True)]["worker_died"] and not crash[("prefork", True)]["worker_died"]
+    lost_early = crash[("threads", False)]["lost"]
+    detail = (f"bump: threads saw {by_pool['threads']['processes_seen']} process(es), count up to "
+              f"{by_pool['threads']['largest_count_seen']}; prefork {by_pool['prefork']['processes_seen']} processes, "
+              f"count up to {by_pool['prefork']['largest_count_seen']}. os._exit: "
+              + "; ".join(f"{c['pool']} acks_late={c['acks_late']}: worker died={c['worker_died']}, lost {c['lost']}"
+                          for c in crashes))
+    return _verdict(6, threads_shared and died_together, threads_shared or died_together, float(lost_early),
+                    "tasks lost when a threads worker crashed with early acks", detail)
+
+
+def judge(results: Results, side: SideResults) -> list[Verdict]:
+    """The six claims' verdicts, from a claims run's results.json and side.json."""
+    cells, cores_ = results["cells"], side["cores"]
+    return [gil(cells, cores_, side["inprocess"]), io(cells), memory(cells), startup(cells),
+            killable(side["runaway"]), shared(side["shared_state"], side["crash"])]

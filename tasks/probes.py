@@ -1,0 +1,77 @@
+"""Tasks that exist to observe faults and the article's claims, not to be served in production.
+
+A worker registers them only when `LAB_PROBES=true` (the tests and `make claims` turn it on):
+
+* `tasks.spin(seconds)`  a runaway task: a pure-Python loop that ignores everything but its own
+  deadline (what a time limit is for; claim 5);
+* `tasks.hold(seconds, tag)`  waits, and records in Redis when it started and when it finished,
+  with its pid, so a test can kill exactly the process running it (marks under
+  `lab:faults:<tag>:started` / `:finished`, lists of "task_id pid");
+* `tasks.bump()`  appends to a module-level list: on the threads pool every task sees the same
+  list, on prefork each child its own copy (claim 6);
+* `tasks.crash_once(marker)`  exits the interpreter with `os._exit` the first time it runs for a
+  marker file (so a redelivered copy finishes): on prefork that is one child, on threads the
+  whole worker (claim 6).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from tasks.connections import redis_client
+from tasks.work import check_seconds
+
+FAULTS_PREFIX = "lab:faults:"
+_bumps: list[int] = []
+_bumps_lock = threading.Lock()
+
+
+def marks_key(tag: str, event: str) -> str:
+    return f"{FAULTS_PREFIX}{tag}:{event}"
+
+
+def spin(seconds: float) -> int:
+    """Burn CPU until `seconds` have passed; return how many loop turns that took."""
+    deadline = time.monotonic() + check_seconds("seconds", seconds)
+    turns = 0
+    while time.monotonic() < deadline:
+        turns += 1
+    return turns
+
+
+def bump() -> dict[str, int]:
+    """Append to a module-level list; return this process's pid and the list's length."""
+    with _bumps_lock:
+        _bumps.append(1)
+        return {"pid": os.getpid(), "seen": len(_bumps)}
+
+
+def crash_once(marker: str) -> str:
+    """Exit the interpreter without cleanup the first time; succeed when run again."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text(str(os.getpid()))
+        os._exit(13)
+    return "ran again after the crash"
+
+
+def register(app: Celery) -> None:
+    """Add the probe tasks to the worker's app (`tasks.celery_app`, when settings.probes)."""
+    app.task(name="tasks.spin")(spin)
+    app.task(name="tasks.bump")(bump)
+    app.task(name="tasks.crash_once")(crash_once)
+
+    @app.task(name="tasks.hold", bind=True)
+    def hold(self: Any, seconds: float = 1.0, tag: str = "default") -> dict[str, Any]:
+        seconds = check_seconds("seconds", seconds)
+        with redis_client(app.conf.lab_settings.require_broker(), timeout=10) as client:
+            client.rpush(marks_key(tag, "started"), f"{self.request.id} {os.getpid()}")
+            time.sleep(seconds)
+            client.rpush(marks_key(tag, "finished"), f"{self.request.id} {os.getpid()}")
+        return {"pid": os.getpid(), "held": seconds}

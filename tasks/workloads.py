@@ -1,0 +1,143 @@
+"""The workload catalogue: one entry per workload, all the lab knows about it in one place.
+
+An entry holds the task's name and function, its parameters (type, default, limits; each is
+also a `producer send` option and an experiment file's `params` key), how the producer builds
+the arguments of the n-th task, and the costs the throughput model needs. Adding a workload is
+one entry here plus its function in `tasks.work`: the worker registers it (`tasks.celery_app`),
+`producer send --task` and experiment files accept it, and reports print its ideal.
+
+The model beside every measurement: a pool at concurrency `c` that can keep `U` cores busy
+with Python code (`config.pools`) cannot do better than
+
+    throughput <= c / (cpu + io)    every slot is busy for cpu + io per task
+    throughput <= U / cpu           the usable cores are busy for cpu per task
+
+where `cpu` is a task's own CPU time and `io` its waiting. `square`'s cpu is not known in
+advance (it depends on the machine's speed, which drifts by +-20 % within minutes here), so it
+is measured in the worker during the run; `noop` has no model: what it measures is Celery's cost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from tasks import work
+
+Arguments = tuple[list[Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a workload: its type, default and limits."""
+
+    name: str
+    kind: type
+    default: Any
+    low: float = 0.0
+    high: float = math.inf
+    help: str = ""
+
+    @property
+    def option(self) -> str:
+        """The `producer send` option that sets it."""
+        return "--" + self.name.replace("_", "-")
+
+    def check(self, value: object) -> Any:
+        """The value if valid; TypeError/ValueError with one line naming the parameter otherwise."""
+        if self.kind is int:
+            return work.check_int(self.name, value, int(self.low), int(self.high))
+        return work.check_number(self.name, value, self.low, self.high)
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What one task costs, for the model: CPU seconds (None: measured in the run) and waiting."""
+
+    cpu_s: float | None
+    io_s: float
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    function: Callable[..., Any]
+    summary: str
+    params: tuple[Param, ...] = ()
+    arguments: Callable[[int, Mapping[str, Any]], Arguments] = lambda _index, params: ([], dict(params))
+    costs: Callable[[Mapping[str, Any]], Costs] | None = None  # None: no model (noop)
+
+    @property
+    def task_name(self) -> str:
+        return f"tasks.{self.name}"
+
+    def defaults(self) -> dict[str, Any]:
+        return {param.name: param.default for param in self.params}
+
+    def validate(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The full parameters (defaults filled in); ValueError on an unknown or invalid one."""
+        known = {param.name: param for param in self.params}
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            allowed = ", ".join(known) or "none"
+            raise ValueError(f"{self.name} has no parameter {unknown[0]!r} (its parameters: {allowed})")
+        values = self.defaults()
+        for name, value in given.items():
+            try:
+                values[name] = known[name].check(value)
+            except TypeError as exc:
+                raise ValueError(str(exc)) from None
+        return values
+
+    def ideal_per_s(self, params: Mapping[str, Any], concurrency: int, usable_cores: int,
+                    task_cpu_s: float | None = None) -> float | None:
+        """The model's best throughput; None without a model or without the CPU time it needs."""
+        if self.costs is None:
+            return None
+        costs = self.costs(params)
+        cpu = costs.cpu_s if costs.cpu_s is not None else task_cpu_s
+        if cpu is None:
+            return None
+        return model_per_s(concurrency, usable_cores, cpu, costs.io_s)
+
+
+def model_per_s(concurrency: int, usable_cores: int, cpu_s: float, io_s: float) -> float:
+    """min(c / (cpu + io), U / cpu): the slots bound and the cores bound."""
+    bounds = [concurrency / (cpu_s + io_s)] if cpu_s + io_s > 0 else []
+    if cpu_s > 0:
+        bounds.append(usable_cores / cpu_s)
+    return min(bounds) if bounds else math.inf
+
+
+WORKLOADS: Final = {
+    workload.name: workload
+    for workload in (
+        Workload(
+            "square", work.square, "CPU-bound: x*x after a pure-Python loop that holds the GIL",
+            (Param("work", int, work.DEFAULT_SQUARE_WORK, 0, work.MAX_SQUARE_WORK, "loop iterations (CPU cost)"),),
+            arguments=lambda index, params: ([index], dict(params)),
+            costs=lambda params: Costs(cpu_s=None, io_s=0.0),
+        ),
+        Workload(
+            "sleep", work.sleep, "I/O-bound: time.sleep, which releases the GIL",
+            (Param("seconds", float, work.DEFAULT_SLEEP_SECONDS, 0.0, work.MAX_SLEEP_SECONDS, "seconds to wait"),),
+            costs=lambda params: Costs(cpu_s=0.0, io_s=float(params["seconds"])),
+        ),
+        Workload("noop", work.noop, "nothing: what is left is Celery's own cost per task"),
+    )
+}
+
+
+def call_label(name: str, params: Mapping[str, Any]) -> str:
+    """How a workload with its parameters is named in tables and plots: `sleep(seconds=0.5)`."""
+    shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
+    return f"{name}({shown})" if shown else name
+
+
+def workload(name: object) -> Workload:
+    """The catalogue entry; ValueError with the known names otherwise."""
+    if not isinstance(name, str) or name not in WORKLOADS:
+        raise ValueError(f"unknown task {name!r}; expected one of {', '.join(WORKLOADS)}")
+    return WORKLOADS[name]
