@@ -6,11 +6,7 @@ And a producer started while Redis is down says so in one line, exits 2 and send
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import redis
@@ -19,16 +15,10 @@ from config import Settings
 from stack.processes import wait_until
 from stack.redis_server import RedisServer
 from stack.workers import Worker
+from tests.checks import finish, producer
 from tests.faults.ledgers import AT_LEAST_ONCE, SMALL_WORK
 
-ROOT = Path(__file__).resolve().parents[2]
 PER_POOL = 300
-
-
-def producer(settings: Settings, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, **settings.to_env(), "COLUMNS": "200"}
-    return subprocess.Popen([sys.executable, "-m", "producer", "send", *args], env=env, cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def done_so_far(client: redis.Redis) -> int:
@@ -49,7 +39,7 @@ def test_redis_restarted_mid_run_loses_nothing(
                    "--rate", "150", "--wait", "--timeout", "40", "--json")
     wait_until(lambda: done_so_far(redis_client) >= 100, 60, "a hundred tasks done")
     redis_server.restart()
-    out, err = run.communicate(timeout=120)
+    out, err = finish(run, 120)
     assert out, err[-2000:]
     summary = json.loads(out)
     print(f"redis restart: {summary}" + (f" (duplicates: {AT_LEAST_ONCE})" if summary["duplicated"] else ""))
@@ -65,10 +55,26 @@ def test_producer_with_redis_down_exits_2_and_sends_nothing(
 ) -> None:
     redis_server.stop()
     run = producer(settings, "--task", "square", "-n", "50", "--pool", "both")
-    _, err = run.communicate(timeout=60)
+    _, err = finish(run, 60)
     assert run.returncode == 2
     assert err.strip().splitlines() == [err.strip()]
     assert err.startswith("producer: error: broker unreachable")
     assert redis_server.password not in err
     redis_server.start()  # same port, same AOF: had anything been sent, it would be here
     assert [settings.queue_for(p) for p in ("threads", "prefork") if redis_client.llen(settings.queue_for(p))] == []
+
+
+def test_producer_waiting_on_a_broker_that_stays_gone_says_how_far_it_got(
+    settings: Settings, redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    queue = settings.queue_for("threads")  # no worker: the run waits, then Redis goes away for good
+    run = producer(settings, "--task", "noop", "-n", "30", "--pool", "threads", "--wait", "--timeout", "120",
+                   env={"LAB_BROKER_WAIT_S": "2"})
+    wait_until(lambda: redis_client.llen(queue) == 30, 60, "every task sent", run)  # type: ignore[arg-type]
+    redis_server.stop()
+    _, err = finish(run, 60)
+    assert run.returncode == 2
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("producer: error: broker at 127.0.0.1:"), err
+    assert lines[-1].endswith("; sent 30, done 0, unknown 30"), err
+    assert "unreachable for" in lines[-1] and redis_server.password not in err

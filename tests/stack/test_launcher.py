@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 import redis
@@ -22,7 +23,7 @@ def test_up_starts_embedded_redis_workers_flower_and_stops_clean(tmp_path: Path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
     env.update({"LAB_STATE_DIR": str(state_dir), "LAB_FLOWER_PORT": str(flower_port),
                 "LAB_THREADS_CONCURRENCY": "2", "LAB_PREFORK_CONCURRENCY": "2"})
-    launcher = subprocess.Popen([sys.executable, "-m", "stack", "up", "--run-dir", str(tmp_path / "run")],
+    launcher = subprocess.Popen([sys.executable, "-m", "cli", "up", "--run-dir", str(tmp_path / "run")],
                                 env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_until(lambda: (state_dir / "stack.json").exists() and _flower_up(state_dir), 90,
@@ -43,6 +44,9 @@ def test_up_starts_embedded_redis_workers_flower_and_stops_clean(tmp_path: Path)
         output, _ = launcher.communicate(timeout=90)
     assert launcher.returncode == 0, output
     assert "stack stopped" in output
+    redis_password = str(urlsplit(state["broker_url"]).password)
+    assert redis_password not in output and flower_pass not in output, "a secret in the lab up banner"
+    assert "Traceback" not in output
     assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not (state_dir / "stack.json").exists()
 
