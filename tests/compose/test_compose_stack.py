@@ -103,12 +103,12 @@ def test_compose_up_runs_the_lab(project: en.ComposeProject, capsys: pytest.Capt
         with engine.watch_startup(project) as startup:
             with en.phase(f"build + up ({engine.name})", times):
                 engine.build_and_up(project)
-            with en.phase("healthchecks gate start-up", times):
+            with en.phase("flower + workers online", times):
+                workers = wait_for_stack(project, flower)
+            with en.phase("healthchecks (and the start-up order they gate)", times):
                 check_healthchecks(project, startup)
         with en.phase("images: non-root, no host CA bundle", times):
             check_images(engine, capsys)
-        with en.phase("flower + workers online", times):
-            workers = wait_for_stack(project, flower)
         for task in TASKS:
             with en.phase(f"producer {task} on both pools", times):
                 times[f"(of which the producer's own send + wait for {task})"] = run_producer(project, task)
