@@ -6,9 +6,10 @@
 # (2.26.1) is Compose v2 as one static binary (Depends: libc6 only). It is fetched with apt
 # through a PRIVATE config (the machine's apt sources are never changed; the mirror is the
 # machine's own, tools/debian-mirror.sh) and unpacked with `dpkg -x`, nothing installed.
-# Use it with DOCKER_CONFIG=.tools/docker (tools/compose-v2-env.sh prints that).
-# No buildx plugin is needed: Compose v2 builds through the engine's own BuildKit
-# (docs/compose.md). Idempotent; a no-op (< 1 s) once the plugin answers.
+# Use it with DOCKER_CONFIG=.tools/docker, or run the binary on its own (standalone mode, no
+# docker CLI needed: the fast tests validate docker-compose.yml with it). No buildx plugin is
+# needed: Compose v2 builds through the engine's own BuildKit (docs/compose.md).
+# Idempotent; a no-op (< 1 s) once the plugin answers.
 #   bash tools/compose-v2.sh            # install if missing, print `docker compose version`
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -18,8 +19,16 @@ SUITE="${COMPOSE_V2_SUITE:-trixie}"
 work=""
 trap '[ -z "$work" ] || rm -rf "$work"' EXIT
 
+compose_version() {  # through the docker CLI where there is one, else the binary on its own (standalone)
+    if command -v docker >/dev/null; then
+        DOCKER_CONFIG="$config_dir" docker compose version
+    else
+        "$plugin" version
+    fi
+}
+
 compose_v2_answers() {
-    [ -x "$plugin" ] && DOCKER_CONFIG="$config_dir" docker compose version 2>/dev/null | grep -q 'version v\?2\.'
+    [ -x "$plugin" ] && compose_version 2>/dev/null | grep -q 'version v\?2\.'
 }
 
 fetch_plugin() {  # apt download through a private config, then dpkg -x; nothing is installed
@@ -38,10 +47,9 @@ fetch_plugin() {  # apt download through a private config, then dpkg -x; nothing
     mv -f "$plugin.new" "$plugin"   # atomic: an interrupted run never leaves half a binary
 }
 
-command -v docker >/dev/null || { echo "compose-v2: no docker CLI on PATH" >&2; exit 2; }
 if ! compose_v2_answers; then
     echo "compose-v2: fetching docker-compose from Debian $SUITE into ${plugin#"$root"/}"
     fetch_plugin
     compose_v2_answers || { echo "compose-v2: $plugin does not answer 'docker compose version'" >&2; exit 1; }
 fi
-DOCKER_CONFIG="$config_dir" docker compose version
+compose_version
