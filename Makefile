@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps system-deps-monitoring system-deps-bench bench bench-full claims up demo soak test test-fast test-compose test-monitoring lint clean
+.PHONY: setup compose-v2 system-deps system-deps-monitoring system-deps-bench doctor bench bench-full claims up demo soak test test-fast test-compose test-monitoring lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-system-deps:         ## Debian packages for the compose test (podman, runc, debootstrap), if missing
+compose-v2:          ## Compose v2 as a project-local docker CLI plugin (.tools/docker; use DOCKER_CONFIG=.tools/docker), if missing
+	bash tools/compose-v2.sh
+
+system-deps:         ## what the compose test's engine needs, if missing: docker: debootstrap + Compose v2; podman (no Docker Engine): podman, runc, netavark, iptables, ...
 	bash compose/system-deps.sh
 
 system-deps-monitoring:  ## Debian packages for the monitoring tests (chromium, prometheus), if missing
@@ -36,6 +39,9 @@ system-deps-bench:   ## redis-benchmark (Debian redis-tools) for the Redis ops/s
 			echo "redis-benchmark missing: Redis ops/s will come from a pipelined redis-py loop (an upper bound)"; \
 		fi; }
 
+doctor:              ## which external programs the lab calls are here (versions) and which target installs each; informational
+	@bash tools/doctor.sh
+
 bench: setup system-deps-bench  ## config/experiments/quick.toml (< 3 min) -> results/quick/<timestamp>/report.md
 	$(BIN)/lab bench config/experiments/quick.toml
 
@@ -56,13 +62,13 @@ soak: setup          ## benchmark: SOAK_TASKS mixed tasks, a worker SIGKILLed an
 demo: setup          ## fresh machine -> stack -> short comparison -> results/demo/summary.json
 	$(BIN)/lab demo
 
-test: setup lint system-deps system-deps-monitoring  ## the whole suite (real Redis, real workers, real Flower, compose)
+test: setup lint compose-v2 system-deps system-deps-monitoring  ## the whole suite (real Redis, real workers, real Flower, compose)
 	$(BIN)/pytest
 
-test-fast: setup     ## the quick loop: everything not marked slow/compose/monitoring
+test-fast: setup compose-v2  ## the quick loop: everything not marked slow/compose/monitoring
 	$(BIN)/pytest -m "not slow and not compose and not monitoring"
 
-test-compose: setup system-deps  ## docker-compose.yml for real under podman (builds images; base cached)
+test-compose: setup compose-v2 system-deps  ## docker-compose.yml for real: Docker + Compose v2 where an engine answers, else podman (LAB_COMPOSE_ENGINE forces)
 	$(BIN)/pytest -m compose tests/compose
 
 test-monitoring: setup system-deps-monitoring  ## real Prometheus + headless Chromium (system browser)
@@ -73,4 +79,4 @@ lint: setup
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .lab results/stack
+	rm -rf $(VENV) .lab results/stack .tools

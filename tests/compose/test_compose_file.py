@@ -1,14 +1,18 @@
-"""docker-compose.yml checked statically (fast, no podman): what the compose test cannot see cheaply.
+"""docker-compose.yml checked statically (fast, no engine): what the compose test cannot see cheaply.
 
-Every service built from the lab's image runs an entry point that exists and parses its
+Compose v2 itself accepts the file (alone and with the local override) for every profile;
+every service built from the lab's image runs an entry point that exists and parses its
 arguments; ports are published on 127.0.0.1 only; no password has a real value in the
-repository; no container runs as root.
+repository; no container runs as root; healthchecks are quick enough for `up --wait` on
+Docker 20.10 (no `start_interval`); the host's CA bundle reaches the build only as a secret.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,9 @@ LAB_IMAGE = COMPOSE["x-lab-image"]
 LAB_SERVICES = sorted(name for name, service in SERVICES.items() if service.get("image") == LAB_IMAGE)
 SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN", re.I)
 REQUIRED_VAR = re.compile(r"^\$\{(\w+):\?[^}]*\}$")  # ${NAME:?message}: no default, so no value here
+OVERRIDE = yaml.safe_load((ROOT / "compose" / "local-images.yml").read_text())
+COMPOSE_V2 = ROOT / ".tools" / "docker" / "cli-plugins" / "docker-compose"  # tools/compose-v2.sh
+PROFILES = sorted({profile for service in SERVICES.values() for profile in service.get("profiles", [])})
 
 
 def argv(service: dict[str, Any]) -> list[str]:
@@ -125,11 +132,76 @@ def test_producer_is_a_run_once_profile_and_services_wait_for_redis() -> None:
         assert SERVICES[name]["depends_on"]["redis"]["condition"] == "service_healthy", name
 
 
-def test_the_local_override_only_swaps_image_names() -> None:
-    override = yaml.safe_load((ROOT / "compose" / "local-images.yml").read_text())
-    assert set(override) == {"services"}
-    for name, service in override["services"].items():
-        assert name in SERVICES and set(service) == {"image"}, f"override changes more than {name}'s image"
+def seconds(duration: str) -> float:
+    """A compose duration ("2s", "1m30s", "500ms") in seconds."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+@pytest.mark.parametrize("files", [("docker-compose.yml",), ("docker-compose.yml", "compose/local-images.yml")])
+@pytest.mark.parametrize("profile", [None, *PROFILES])
+def test_compose_v2_accepts_the_file(files: tuple[str, ...], profile: str | None) -> None:
+    """`docker compose config -q` (the project-local Compose v2, standalone: no engine needed)."""
+    assert COMPOSE_V2.exists(), "Compose v2 is missing: make compose-v2"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAB_", "REDIS_", "COMPOSE_"))}
+    command = [str(COMPOSE_V2), "--env-file", ".env.example", *(a for f in files for a in ("-f", f)),
+               *(["--profile", profile] if profile else []), "config", "-q"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_lab_image_is_built_by_one_service_of_the_default_profile() -> None:
+    """With `build:` on every service, Compose exported the same image once per service (3 x 37 s here)."""
+    default = [name for name in LAB_SERVICES if not SERVICES[name].get("profiles")]
+    assert [name for name in default if "build" in SERVICES[name]] == ["worker-threads"]
+    assert SERVICES["producer"]["build"] == SERVICES["worker-threads"]["build"], "`run producer` before `up`"
+
+
+def test_healthchecks_let_up_wait_return_quickly() -> None:
+    """Docker < 25 has no `start_interval`: the first probe runs one `interval` after start.
+
+    Redis' probe is cheap, so every 2 s lets the workers start early; a worker's probe costs
+    ~0.6 s of CPU (celery inspect ping), so 10 s is the compromise; `up --wait` waits for all.
+    """
+    assert seconds(SERVICES["redis"]["healthcheck"]["interval"]) <= 2
+    for name in ("worker-threads", "worker-prefork", "flower"):
+        check = SERVICES[name]["healthcheck"]
+        assert seconds(check["interval"]) <= 10, name
+        assert seconds(check["timeout"]) <= seconds(check["interval"]), name
+
+
+def test_the_local_override_swaps_images_and_builds_on_the_local_base_only() -> None:
+    assert {key for key in OVERRIDE if not key.startswith("x-")} == {"services", "secrets"}
+    assert set(OVERRIDE["secrets"]) == {"host_ca"}, "the one secret is the CA bundle, for builds"
+    for name, service in OVERRIDE["services"].items():
+        assert name in SERVICES and set(service) <= {"image", "build"}, f"override changes more than {name}'s image"
+        if "build" in service:
+            build = service["build"]
+            assert "build" in SERVICES[name] or name == "redis", f"{name} builds only where the file builds"
+            assert set(build) <= {"context", "dockerfile", "args", "secrets"}, build
+            assert build["args"] == {"BASE_IMAGE": "localhost/debian:bookworm-py"}
+            assert build.get("secrets", ["host_ca"]) == ["host_ca"]
+    assert OVERRIDE["services"]["redis"]["build"]["dockerfile"] == "redis.Dockerfile"
+
+
+def dockerfile_instructions() -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_the_host_ca_bundle_reaches_the_build_only_as_a_secret_mount() -> None:
+    """Every pip step mounts the optional `host_ca` secret; nothing copies a certificate in or names one."""
+    instructions = dockerfile_instructions()
+    pip_steps = [line for line in instructions if line.startswith("RUN") and "pip install" in line]
+    assert pip_steps and all(line.startswith("RUN --mount=type=secret,id=host_ca ") for line in pip_steps)
+    assert all("required" not in line for line in pip_steps), "the secret stays optional (plain internet)"
+    for line in instructions:
+        assert not re.match(r"(COPY|ADD)\b.*(\.crt|\.pem|ca-cert)", line, re.I), line
+        assert not re.match(r"(ENV|ARG)\b.*(CERT|CA_BUNDLE)", line, re.I), line
+    assert not re.search(r"^#\s*syntax=", (ROOT / "Dockerfile").read_text(), re.M), "a frontend image is pulled"
 
 
 def test_dockerfile_base_is_an_argument_and_dockerignore_keeps_the_context_small() -> None:

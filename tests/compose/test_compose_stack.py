@@ -1,19 +1,24 @@
-"""`docker compose up`, proven by running the real docker-compose.yml under podman.
+"""`docker compose up`, proven by running the real docker-compose.yml on a real engine.
 
-Builds the image from the project's Dockerfile (on a local debootstrap base, cached in
-podman's storage), brings the stack up with podman-compose, sends square and sleep tasks to
-both pools with the producer service, checks through Flower on 127.0.0.1 (with basic auth)
-that both workers are online and every task succeeded, scales the threads worker to 2, and
-tears everything down. Each phase's time is printed.
+On Docker Engine + Compose v2 (wherever `docker info` answers; tests/compose/engine.py):
+`up -d --build --wait` builds the images from the project's Dockerfile on a local debootstrap
+base and returns once every healthcheck passes; the engine's own events show that Redis was
+healthy before any worker or Flower started. Where no engine answers, the same test runs on
+podman (which runs no healthchecks here: they are run by hand). Then: the images run as
+non-root and hold no trace of the host's CA bundle (a build secret only), the producer
+service sends square and sleep tasks to both pools, Flower on 127.0.0.1 (basic auth) counts
+every task per worker, the threads worker scales to 2, and `down -v` leaves nothing behind.
+Each phase's time and the engine's versions are printed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,25 +26,28 @@ import requests
 
 from stack.processes import wait_until
 from stack.redis_server import free_port
-from tests.compose import podman as pm
+from tests.compose import engine as en
+from tests.compose.image_scan import files_with_content
 
-pytestmark = [pytest.mark.compose, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.compose, pytest.mark.timeout(1500)]
 
 SENT_PER_POOL = 50
 TASKS = {"square": ["--work", "20000"], "sleep": ["--seconds", "0.05"]}
+DEPENDANTS = ("worker-threads", "worker-prefork", "flower")  # each `depends_on: redis: service_healthy`
 METRIC = re.compile(r'^flower_events_total\{task="([^"]+)",type="task-succeeded",worker="([^"]+)"\} (\S+)$', re.M)
 
 
 def env_file_from_example(path: Path, flower_port: int) -> dict[str, str]:
     """.env.example with fresh passwords and a free Flower port, written where compose reads it."""
     values = {}
-    for line in (pm.ROOT / ".env.example").read_text().splitlines():
+    for line in (en.ROOT / ".env.example").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             key, _, value = line.partition("=")
             values[key.strip()] = value.strip()
     values.update({key: secrets.token_hex(16) for key in values if "PASSWORD" in key})
     values.update(LAB_FLOWER_PORT=str(flower_port), LAB_THREADS_CONCURRENCY="4", LAB_PREFORK_CONCURRENCY="2")
     path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+    path.chmod(0o600)
     return values
 
 
@@ -68,63 +76,129 @@ class FlowerClient:
         return {(task, worker): float(n) for task, worker, n in METRIC.findall(self.get("/metrics").text)}
 
 
+@pytest.fixture(scope="module")
+def engine() -> en.Engine:
+    return en.choose_engine()
+
+
 @pytest.fixture
-def project(tmp_path: Path) -> Iterator[pm.ComposeProject]:
+def project(engine: en.Engine, tmp_path: Path) -> Iterator[en.ComposeProject]:
     """A uniquely named compose project; removed by force only if the test's own `down` failed."""
-    project = pm.ComposeProject(f"labtest{uuid.uuid4().hex[:8]}", tmp_path / "lab.env")
+    project = en.ComposeProject(engine, f"labtest{uuid.uuid4().hex[:8]}", tmp_path / "lab.env")
     yield project
-    if project.containers() or project.volumes():
-        project.force_remove()
+    if project.containers() or project.volumes() or project.networks():
+        engine.force_remove(project)
 
 
-def test_compose_up_runs_the_lab(project: pm.ComposeProject, capsys: pytest.CaptureFixture[str]) -> None:
+def test_compose_up_runs_the_lab(project: en.ComposeProject, capsys: pytest.CaptureFixture[str]) -> None:
+    engine = project.engine
+    with capsys.disabled():
+        print(f"\ncompose test on {engine.name}: " + "; ".join(f"{k}: {v}" for k, v in engine.versions().items()))
     times: dict[str, float] = {}
     values = env_file_from_example(project.env_file, free_port())
     flower = FlowerClient(int(values["LAB_FLOWER_PORT"]), values["LAB_FLOWER_USER"], values["LAB_FLOWER_PASSWORD"])
     try:
-        with pm.phase("base image (built if missing)", times):
-            pm.ensure_base_image()
-        with pm.phase("build lab + redis images", times):
-            pm.build_images()
-        with pm.phase("smoke test images", times):
-            check_images_run_as_non_root()
-        with pm.phase("compose up -d", times):
-            project.compose("up", "-d")
-        with pm.phase("flower + workers ready", times):
-            workers = wait_for_stack(project, flower)
-        with pm.phase("healthchecks", times):
-            check_healthchecks_and_persistence(project)
+        with en.phase("base image (built if missing)", times):
+            engine.ensure_base_image()
+        with engine.watch_startup(project) as startup:
+            with en.phase(f"build + up ({engine.name})", times):
+                engine.build_and_up(project)
+            with en.phase("flower + workers online", times):
+                workers = wait_for_stack(project, flower)
+            with en.phase("healthchecks (and the start-up order they gate)", times):
+                check_healthchecks(project, startup)
+        with en.phase("images: non-root, no host CA bundle", times):
+            check_images(engine, capsys)
         for task in TASKS:
-            with pm.phase(f"producer {task} on both pools", times):
+            with en.phase(f"producer {task} on both pools", times):
                 times[f"(of which the producer's own send + wait for {task})"] = run_producer(project, task)
-        with pm.phase("flower saw every task succeed", times):
-            check_flower_saw_every_task(project, flower, workers)
-        with pm.phase("scale worker-threads=2", times):
+        with en.phase("flower saw every task succeed", times):
+            check_flower_saw_every_task(flower, workers)
+        with en.phase("scale worker-threads=2", times):
             scale_threads_to_two(project, flower)
     except BaseException:
         with capsys.disabled():
             print(f"\ncompose test failed; container logs:\n{project.logs()}")
         raise
     finally:
-        with pm.phase("compose down -v", times):
+        with en.phase("compose down -v", times):
             down = project.compose("down", "-v", check=False)
         with capsys.disabled():
             print("\ncompose test phases: " + ", ".join(f"{name} {s:.1f} s" for name, s in times.items()))
     assert down.returncode == 0, down.stderr[-2000:]
     assert project.containers() == [], "containers left after `down -v`"
     assert project.volumes() == [], "volumes left after `down -v`"
+    assert project.networks() == [], "networks left after `down -v`"
 
 
-def check_images_run_as_non_root() -> None:
-    assert pm.image_user(pm.LAB_IMAGE) not in ("", "0")
-    assert pm.image_user(pm.REDIS_IMAGE) not in ("", "0")
-    out = pm.podman("run", "--rm", pm.LAB_IMAGE, "sh", "-c",
-                    "celery --version && python -c 'import tasks.celery_app' && lab --help").stdout
+def check_healthchecks(project: en.ComposeProject, startup: Callable[[], en.StartupLog]) -> None:
+    """The file's healthchecks pass, Redis' gated start-up where the engine runs them, and Redis uses AOF."""
+    if project.engine.healthchecks_gate_startup:
+        check_redis_was_healthy_before_dependants_started(project, startup)
+    for service in ("redis", *DEPENDANTS):
+        for name in project.containers(service):
+            project.engine.check_healthy(name)
+    (redis,) = project.containers("redis")
+    aof = 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli config get appendonly'
+    assert project.engine.cli("exec", redis, "sh", "-c", aof).stdout.split() == ["appendonly", "yes"]
+
+
+def check_redis_was_healthy_before_dependants_started(project: en.ComposeProject,
+                                                      startup: Callable[[], en.StartupLog]) -> None:
+    """`depends_on: condition: service_healthy` really waited: from the engine's events and `inspect`.
+
+    Redis' first `health_status: healthy` event (the end of its first passing probe) comes before
+    the `start` event and the State.StartedAt of every worker and Flower container.
+    """
+    (redis,) = project.containers("redis")
+    dependants = [name for service in DEPENDANTS for name in project.containers(service)]
+    wait_until(lambda: redis in startup().healthy and all(name in startup().started for name in dependants), 30,
+               "the engine's start and health events of the project", interval=0.2)
+    log = startup()
+    healthy = min(log.healthy[redis])
+    assert min(log.started[redis]) < healthy
+    started_at = dict(zip(dependants, project.inspect("{{.State.StartedAt}}", *dependants), strict=True))
+    for name in dependants:
+        assert min(log.started[name]) > healthy, f"{name} started before redis was healthy"
+        assert en.parse_time(started_at[name]) > healthy, f"{name} State.StartedAt before redis was healthy"
+
+
+def check_images(engine: en.Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    """Both images run as non-root and import the app; the lab image holds no trace of the host CA bundle."""
+    assert engine.image_user(en.LAB_IMAGE) not in ("", "0")
+    assert engine.image_user(en.REDIS_IMAGE) not in ("", "0")
+    out = engine.in_image(en.LAB_IMAGE, "celery --version && python -c 'import tasks.celery_app' && lab --help")
     assert "worker" in out and "flower" in out
+    check_host_ca_bundle_is_not_in_the_image(engine, capsys)
 
 
-def wait_for_stack(project: pm.ComposeProject, flower: FlowerClient) -> dict[str, str]:
-    """After `up -d`: wait (deadlines) until Flower answers and lists both workers online."""
+def check_host_ca_bundle_is_not_in_the_image(engine: en.Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    """The bundle was a build secret: no /run/secrets, Debian's own bundle, and no layer holds the host's.
+
+    The layer scan reads every layer the build added (`save`), so a bundle copied in and deleted later
+    would be found too; the base's layers are left out (its bundle is Debian's own).
+    """
+    bundle = "/etc/ssl/certs/ca-certificates.crt"
+    image_sha = engine.in_image(en.LAB_IMAGE, f"test ! -e /run/secrets && sha256sum {bundle}").split()[0]
+    base_sha = engine.in_image(en.BASE_IMAGE, f"sha256sum {bundle}").split()[0]
+    assert image_sha == base_sha, "the build changed the image's CA bundle"
+    if not en.HOST_CA_BUNDLE.exists():
+        return
+    host = en.HOST_CA_BUNDLE.read_bytes()
+    host_sha = hashlib.sha256(host).hexdigest()
+    save = engine.save(en.LAB_IMAGE)
+    assert save.stdout is not None
+    found = files_with_content(save.stdout, host_sha, len(host), skip_layers=engine.layers(en.BASE_IMAGE))
+    assert save.wait() == 0 and found == [], f"the host's CA bundle is in the image: {found}"
+    if host_sha != base_sha:
+        assert image_sha != host_sha
+    with capsys.disabled():
+        print(f"\nCA bundle: host {host_sha[:12]}, image {image_sha[:12]} (= base {base_sha[:12]}); "
+              "no layer the build added holds the host's")
+
+
+def wait_for_stack(project: en.ComposeProject, flower: FlowerClient) -> dict[str, str]:
+    """Wait (deadlines) until Flower answers on 127.0.0.1 with auth (401 without) and lists both workers."""
     assert project.containers("producer") == [], "the producer is a profile: `up` must not start it"
     wait_until(flower.healthy, 120, "flower on 127.0.0.1 with auth", interval=0.5)
     assert flower.get("/", auth=False).status_code == 401
@@ -136,17 +210,7 @@ def wait_for_stack(project: pm.ComposeProject, flower: FlowerClient) -> dict[str
     return expected
 
 
-def check_healthchecks_and_persistence(project: pm.ComposeProject) -> None:
-    """The file's healthchecks pass when run (podman runs none on its own here); Redis uses AOF."""
-    for service in ("redis", "flower", "worker-threads"):
-        (name,) = project.containers(service)
-        pm.podman("healthcheck", "run", name, timeout=60)
-    (redis,) = project.containers("redis")
-    out = pm.podman("exec", redis, "sh", "-c", 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli config get appendonly').stdout
-    assert out.split() == ["appendonly", "yes"]
-
-
-def run_producer(project: pm.ComposeProject, task: str) -> float:
+def run_producer(project: en.ComposeProject, task: str) -> float:
     """`compose run --rm producer send ... --wait`: every task completed, none failed or lost.
 
     Returns the producer's own elapsed time, to tell a slow stack from a slow container start.
@@ -160,7 +224,7 @@ def run_producer(project: pm.ComposeProject, task: str) -> float:
     return float(summary["elapsed_s"])
 
 
-def check_flower_saw_every_task(project: pm.ComposeProject, flower: FlowerClient, workers: dict[str, str]) -> None:
+def check_flower_saw_every_task(flower: FlowerClient, workers: dict[str, str]) -> None:
     """Flower's task-succeeded counters per worker, and its task list, account for every task sent."""
     expected = {(f"tasks.{task}", worker): float(SENT_PER_POOL) for task in TASKS for worker in workers.values()}
     seen: dict[tuple[str, str], float] = {}
@@ -179,11 +243,9 @@ def check_flower_saw_every_task(project: pm.ComposeProject, flower: FlowerClient
     assert {task["state"] for task in tasks.values()} == {"SUCCESS"}
 
 
-def scale_threads_to_two(project: pm.ComposeProject, flower: FlowerClient) -> None:
+def scale_threads_to_two(project: en.ComposeProject, flower: FlowerClient) -> None:
     """`up -d --scale worker-threads=2`: a second replica, under its own name in Flower."""
-    project.compose("up", "-d", "--scale", "worker-threads=2")
-    # podman-compose 1.6.0's `down` removes only the replicas the file declares (docs/compose.md).
-    project.extra_env["LAB_THREADS_REPLICAS"] = "2"
+    project.engine.scale(project, "worker-threads", 2)
     hosts = project.hostnames("worker-threads")
     assert len(hosts) == 2
     wait_until(lambda: flower.online("threads") == {f"threads@{host}" for host in hosts}, 120,
