@@ -116,7 +116,7 @@ class ReleaseLog:
         self.lateness.clear()
         late_us = {f"p{q}": samples[min(len(samples) - 1, len(samples) * q // 100)] / 1000 if samples else None
                    for q in (50, 90, 99)}  # fmt: skip
-        body = {"connections": self.connections, "released_chunks": len(samples),
+        body = {"connections": self.connections, "released_chunks": len(samples), "cpu_seconds": time.process_time(),
                 "late_us": {**late_us, "max": samples[-1] / 1000 if samples else None}}
         return STATS_PREFIX + json.dumps(body)
 
@@ -458,14 +458,14 @@ def calibrate(relayed_url: str, direct_url: str, rtt_ms: float, pings: int = 200
     which a real network of that RTT would cost them too. So a third series, direct PINGs each
     after a pause of one RTT, is the idle-matched baseline: `passed` compares the relayed median
     with it (error within `tolerance_ms`); the back-to-back figures are reported beside it.
-    With `relay`, the result has the relay's CPU and its own release lateness over the same PINGs.
+    With `relay`, the result has the relay's CPU (its own scheduler count) and its own release
+    lateness over the same PINGs.
     """
-    if relay is not None:
-        relay.release_stats()
-    cpu_before = relay.cpu_seconds() if relay is not None else 0.0
+    before = relay.release_stats() if relay is not None else None
     series = measure_pings(relayed_url, direct_url, rtt_ms, pings, block)
+    after = relay.release_stats() if relay is not None else None
     direct, idle, relayed = (statistics.median(xs) for xs in (series.direct, series.direct_idle, series.relayed))
-    cpu = relay.cpu_seconds() - cpu_before if relay is not None else None
+    cpu = after["cpu_seconds"] - before["cpu_seconds"] if after and before else None
     return {
         "rtt_ms": rtt_ms, "pings": pings, "tolerance_ms": tolerance_ms(rtt_ms),
         "direct_median_ms": direct, "direct_p99_ms": percentile(series.direct, 0.99),
@@ -480,7 +480,7 @@ def calibrate(relayed_url: str, direct_url: str, rtt_ms: float, pings: int = 200
         "passed_back_to_back": abs(relayed - direct - rtt_ms) <= tolerance_ms(rtt_ms),
         "relay_cpu_seconds": cpu,
         "relay_cpu_us_per_ping": cpu / pings * 1e6 if cpu is not None else None,
-        "relay_late_us": relay.release_stats()["late_us"] if relay is not None else None,
+        "relay_late_us": after["late_us"] if after else None,
     }  # fmt: skip
 
 
