@@ -3,7 +3,8 @@
     .venv/bin/python -m benchmarks.latency_server [--repetitions 3] [--json FILE]
 
 1. Client cost: sequential `tasks.latency.request(io_ms=0)`, kept-alive vs a connection per
-   request (the choice `tasks/latency.py` documents).
+   request (the choice `tasks/latency.py` documents); and the added latency of one client
+   asking for 10 ms at a time (the server's timer overshoot with nothing else queued).
 2. Load: C connections (C = 1,000 and 5,000) in a closed loop (each sends its next request as
    soon as the previous answer came), from two generator processes, for io_ms = 1,000 and 100.
    Per cell: requests/s the server answered in the window (its own counter) beside the ideal
@@ -40,6 +41,8 @@ WARMUP_S = 2.0
 WINDOW_S = 5.0
 CELLS = ((1_000, 1_000.0), (1_000, 100.0), (5_000, 1_000.0), (5_000, 100.0))
 CLIENT_REQUESTS = 2_000
+UNLOADED_IO_MS = 10.0
+UNLOADED_REQUESTS = 300
 
 
 @dataclass
@@ -170,6 +173,15 @@ def client_cost_us(server: LatencyServer, fresh: bool) -> float:
     return (time.perf_counter() - started) / CLIENT_REQUESTS * 1e6
 
 
+def unloaded_added_ms(server: LatencyServer) -> dict[str, float]:
+    """One client, one request at a time: the server's timer overshoot with nothing else queued."""
+    latency.request(*server.address, 0)
+    added = sorted(latency.request(*server.address, UNLOADED_IO_MS) - UNLOADED_IO_MS / 1000
+                   for _ in range(UNLOADED_REQUESTS))  # fmt: skip
+    latency.close_connection()
+    return {"added_p50_ms": added[len(added) // 2] * 1000, "added_p99_ms": added[int(len(added) * 0.99)] * 1000}
+
+
 def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "low": min(values), "high": max(values)}
 
@@ -187,6 +199,10 @@ def print_report(result: dict[str, Any]) -> None:
     cost = result["client_us"]
     print(f"\nclient, io_ms=0, sequential: kept-alive {show(cost['kept_alive'], '.0f')} us/request, "
           f"connect per request {show(cost['fresh'], '.0f')} us/request")
+    alone = result["unloaded"]
+    print(f"one client, io_ms={UNLOADED_IO_MS:.0f}, one request at a time: "
+          f"added p50 {show(alone['added_p50_ms'], '.2f')} ms, p99 {show(alone['added_p99_ms'], '.2f')} ms; "
+          f"load average at the end {result['load_average']}")
     print("\n| connections | io_ms | requests/s | ideal/s | server CPU us/request | server CPU (of one core) "
           "| server waited for a core | generators CPU (busiest) | generators waited | added p50 ms | added p99 ms |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -204,10 +220,12 @@ def run(repetitions: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, LatencyServer(Path(tmp) / "latency.log") as server:
         client_us = {name: spread([client_cost_us(server, fresh) for _ in range(repetitions)])
                      for name, fresh in (("kept_alive", False), ("fresh", True))}  # fmt: skip
+        unloaded = repeat(functools.partial(unloaded_added_ms, server), repetitions)
         cells = [{"connections": c, "io_ms": io,
                   "measures": repeat(functools.partial(load_cell, server, c, io), repetitions)}
                  for c, io in CELLS]  # fmt: skip
-    return {"repetitions": repetitions, "load_average": os.getloadavg(), "client_us": client_us, "cells": cells,
+    return {"repetitions": repetitions, "load_average": os.getloadavg(), "client_us": client_us,
+            "unloaded": unloaded, "cells": cells,
             "connect_s": CONNECT_S, "warmup_s": WARMUP_S, "window_s": WINDOW_S}
 
 

@@ -22,8 +22,8 @@ the previous answer came are answered in order (each delay counted from when its
 Connection reuse: `request()` keeps one connection per thread (per greenlet under gevent or
 eventlet, whose monkey-patching makes `threading.local` greenlet-local) and reuses it, like a
 pooled database or HTTP client would. Connecting per request (`fresh=True`) costs an extra
-handshake and `close()` each call (measured on the lab's 2-core VM with io_ms=0: about 60 µs
-per request kept-alive vs 150 µs fresh, see benchmarks/latency_server.py), and it leaves one
+handshake and `close()` each call (measured on the lab's 2-core VM with io_ms=0: 41-48 µs per
+request kept alive vs 270-580 µs fresh, benchmarks/latency_server.py), and it leaves one
 TIME_WAIT socket per request on the client: at 1,000 requests/s that is 60,000 sockets after
 the 60 s TIME_WAIT, more than the 28,232 ephemeral ports Linux has by default, so a long
 experiment would fail with EADDRNOTAVAIL. The connection is tied to the process id too, so
