@@ -35,7 +35,8 @@ PARAMETERS = _parameter_options()
 def with_parameter_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for name, param in reversed(PARAMETERS.items()):
         users = ", ".join(w.name for w in WORKLOADS.values() if any(p.name == name for p in w.params))
-        command = click.option(param.option, name, type=param.kind, default=None,
+        kind = click.Choice(param.choices) if param.choices else param.kind
+        command = click.option(param.option, name, type=kind, default=None,
                                help=f"{users}: {param.help} (default {param.default}).")(command)
     return command
 

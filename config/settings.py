@@ -67,6 +67,7 @@ class Settings:
     loglevel: str = "INFO"
     broker_wait_s: int = 60  # how long an entry point waits for Redis to answer (containers start first)
     probes: bool = False  # register the test and claim tasks (tasks.probes) in the worker
+    latency_server: str | None = None  # host:port of the latency server `mixed` tasks ask (socket I/O)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -146,6 +147,14 @@ class Settings:
             raise SettingsError("flower user must be non-empty and contain no ':'")
         if len(self.flower_password) < 8:
             raise SettingsError("flower password must be at least 8 characters")
+        if self.latency_server is not None:
+            _check_address("latency server", self.latency_server)
+
+
+def _check_address(what: str, address: str) -> None:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"{what} must be host:port, got {address!r}")
 
 
 def _check_int(what: str, value: object, low: int, high: int) -> None:
@@ -208,6 +217,7 @@ _PARSERS: dict[str, type | object] = {
     "loglevel": str,
     "broker_wait_s": _parse_int,
     "probes": _parse_bool,
+    "latency_server": str,
 }
 
 

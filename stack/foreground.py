@@ -38,8 +38,8 @@ def supervised_parts(stack: Stack) -> list[Part]:
     """Redis first (the others need it), then the workers, Flower and Prometheus."""
     parts = [Part("redis", stack.redis, essential=True)] if stack.redis else []
     parts += [Part(f"worker {pool}", worker) for pool, worker in stack.workers.items()]
-    parts += [Part(name, thing) for name, thing in (("flower", stack.flower), ("prometheus", stack.prometheus))
-              if thing is not None]
+    others = (("flower", stack.flower), ("prometheus", stack.prometheus), ("latency server", stack.latency))
+    parts += [Part(name, thing) for name, thing in others if thing is not None]
     return parts
 
 
@@ -55,6 +55,8 @@ def _announce(console: Console, stack: Stack) -> None:
                       f"queue={s.queue_for(pool)}  ready in {worker.startup_s:.1f} s")
     if stack.flower:
         console.print(f"flower   {s.flower_url}  user={s.flower_user}, password in {s.state_dir / STATE_FILE} (0600)")
+    if stack.latency:
+        console.print(f"latency  {s.latency_server}  (the socket I/O of `send --task mixed`)")
     if stack.prometheus:
         console.print(f"prometheus {stack.prometheus.url}  (scrapes flower's /metrics; try `flower_events_total`)")
     console.print(f"logs     {stack.run_dir}/   producer: `producer send --task square -n 100 --wait`")

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from config import Settings, SettingsError, redact
 from config.pools import DEFAULT_POOLS
 from config.settings import STATE_FILE, write_stack_state
+from stack.latency_server import LatencyServer
 from stack.prometheus import Prometheus
 from stack.redis_server import RedisServer, free_port
 from stack.workers import Flower, Worker
@@ -30,6 +31,7 @@ class Stack:
     flower: Flower | None = None
     redis: RedisServer | None = None
     prometheus: Prometheus | None = None
+    latency: LatencyServer | None = None
 
 
 def check_external_broker(url: str) -> None:
@@ -57,9 +59,14 @@ def running_stack(settings: Settings, run_dir: Path, pools: Sequence[str] = DEFA
             check_external_broker(settings.broker_url)
         if flower_port is not None:
             settings = settings.replace(flower_port=flower_port or free_port())
+        latency = None
+        if settings.latency_server is None:  # `mixed` tasks with socket I/O wait on it
+            latency = LatencyServer(run_dir / "latency-server.log").start()
+            cleanup.callback(latency.stop)
+            settings = settings.replace(latency_server=f"{latency.host}:{latency.port}")
         write_stack_state(settings)
         cleanup.callback((settings.state_dir / STATE_FILE).unlink, missing_ok=True)
-        stack = Stack(settings, run_dir, redis=redis_server)
+        stack = Stack(settings, run_dir, redis=redis_server, latency=latency)
         for pool in pools:
             worker = Worker(settings, pool, settings.concurrency_for(pool), run_dir / f"worker-{pool}.log")
             cleanup.callback(worker.stop)

@@ -9,7 +9,7 @@ and claim tasks (`tasks.probes`) are registered only when `LAB_PROBES=true`.
 from __future__ import annotations
 
 from config import Settings
-from tasks import ledger, probes, transport
+from tasks import latency, ledger, probes, transport
 from tasks.app import make_app
 from tasks.workloads import WORKLOADS
 
@@ -21,3 +21,4 @@ for _workload in WORKLOADS.values():
     app.task(name=_workload.task_name)(_workload.function)
 if settings.probes:
     probes.register(app)
+latency.use_server(settings.latency_server)  # where `mixed` tasks with socket I/O wait

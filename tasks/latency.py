@@ -54,6 +54,24 @@ class LatencyServerError(ConnectionError):
     """The latency server refused the request, or the connection broke before its answer."""
 
 
+_server: tuple[str, int] | None = None
+
+
+def use_server(address: str | None) -> None:
+    """The server tasks ask (`host:port`, the worker's LAB_LATENCY_SERVER), set once at worker start."""
+    global _server
+    if address:
+        host, _, port = address.rpartition(":")
+        _server = (host, int(port))
+
+
+def ask(io_ms: float) -> float:
+    """`request` to the worker's configured server; the seconds the task waited."""
+    if _server is None:
+        raise LatencyServerError("no latency server configured (LAB_LATENCY_SERVER=host:port)")
+    return request(*_server, io_ms)
+
+
 def check_io_ms(value: object) -> float:
     """A delay the server accepts, or a one-line `TypeError`/`ValueError` before any I/O."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

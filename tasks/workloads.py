@@ -39,6 +39,7 @@ class Param:
     low: float = 0.0
     high: float = math.inf
     help: str = ""
+    choices: tuple[str, ...] = ()  # for a str parameter
 
     @property
     def option(self) -> str:
@@ -49,6 +50,8 @@ class Param:
         """The value if valid; TypeError/ValueError with one line naming the parameter otherwise."""
         if self.kind is int:
             return work.check_int(self.name, value, int(self.low), int(self.high))
+        if self.kind is str:
+            return work.check_choice(self.name, value, self.choices)
         return work.check_number(self.name, value, self.low, self.high)
 
 
@@ -126,6 +129,14 @@ WORKLOADS: Final = {
             costs=lambda params: Costs(cpu_s=0.0, io_s=float(params["seconds"])),
         ),
         Workload("noop", work.noop, "nothing: what is left is Celery's own cost per task"),
+        Workload(
+            "mixed", work.mixed, "CPU then I/O, like a real task: cpu_ms of pure Python, io_ms of waiting",
+            (Param("cpu_ms", float, 5.0, 0.0, work.MAX_TASK_MS, "milliseconds of the thread's own CPU"),
+             Param("io_ms", float, 45.0, 0.0, work.MAX_TASK_MS, "milliseconds of waiting"),
+             Param("io", str, "socket", help="socket (the latency server) or sleep", choices=work.IO_KINDS),
+             Param("order", str, "cpu-io", help="cpu-io or io-cpu", choices=work.ORDERS)),
+            costs=lambda params: Costs(cpu_s=float(params["cpu_ms"]) / 1000, io_s=float(params["io_ms"]) / 1000),
+        ),
     )
 }
 

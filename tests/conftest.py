@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from config import Settings
+from stack.latency_server import LatencyServer
 from stack.redis_server import RedisServer, free_port
 from stack.workers import Flower, Worker
 from tasks.connections import client_app
@@ -33,8 +34,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def latency_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LatencyServer]:
+    """The session's latency server: `mixed` tasks with socket I/O wait on it."""
+    with LatencyServer(tmp_path_factory.mktemp("latency") / "latency-server.log") as server:
+        yield server
+
+
 @pytest.fixture
-def settings(redis_server: RedisServer, tmp_path: Path) -> Settings:
+def settings(redis_server: RedisServer, latency_server: LatencyServer, tmp_path: Path) -> Settings:
     return Settings(
         broker_url=redis_server.url,
         queue_prefix=f"t{uuid.uuid4().hex[:8]}",
@@ -42,6 +50,7 @@ def settings(redis_server: RedisServer, tmp_path: Path) -> Settings:
         state_dir=tmp_path / ".lab",
         concurrency={"threads": 4, "prefork": 2, "gevent": 50, "eventlet": 50, "solo": 1},
         probes=True,  # tasks.spin, hold, bump, crash_once
+        latency_server=f"{latency_server.host}:{latency_server.port}",
     )
 
 

@@ -50,6 +50,11 @@ def queued(client: redis.Redis, settings: Settings) -> int:
         (["--pool", "threads,threads"], "listed twice"),
         (["--pool", "THREADS"], "unknown pool 'THREADS'"),
         (["--task", "Square"], "unknown task 'Square'"),
+        (["--task", "mixed", "--cpu-ms", "-1"], "cpu_ms must be a finite number"),
+        (["--task", "mixed", "--io-ms", "nan"], "io_ms must be a finite number"),
+        (["--task", "mixed", "--io", "carrier-pigeon"], "'carrier-pigeon' is not one of"),
+        (["--task", "mixed", "--seconds", "1"], "--seconds does not apply to --task mixed"),
+        (["--task", "sleep", "--work", "5"], "--work does not apply to --task sleep"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_enqueued(
