@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup compose-v2 system-deps system-deps-monitoring system-deps-bench doctor bench bench-full claims up demo soak test test-fast test-compose test-monitoring lint clean
+.PHONY: setup map compose-v2 system-deps system-deps-monitoring system-deps-bench doctor bench bench-full claims up demo soak test test-fast test-compose test-monitoring lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ bench: setup system-deps-bench  ## config/experiments/quick.toml (< 3 min) -> re
 bench-full: setup system-deps-bench  ## full.toml, then every claim at full size: results/full/ and results/claims-full/
 	$(BIN)/lab bench config/experiments/full.toml
 	$(BIN)/lab claims config/experiments/claims-full.toml
+
+map: setup           ## the decision map + convoy figure (< 20 min) -> results/map/<timestamp>/map.md
+	$(BIN)/lab map config/experiments/map.toml
 
 claims: setup        ## every claim of the article, small (< 15 min) -> results/claims/<timestamp>/verdicts.json
 	$(BIN)/lab claims config/experiments/claims.toml

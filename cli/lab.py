@@ -98,6 +98,19 @@ def claims(file: Path, out: Path) -> None:
     judge_and_write(results, side, run_dir, console)
 
 
+@cli.command("map")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False), default=Path("config/experiments/map.toml"))
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=RESULTS)
+def decision_map(file: Path, out: Path) -> None:
+    """The decision map: which pool wins as a task's CPU share grows, and the convoy figure -> map.md."""
+    from experiments.decision_map import run_map
+    from report.decision_map import write_map_report
+
+    console = Console()
+    results, convoy, run_dir = run_map(Settings.from_env(), file, out, console)
+    console.print(f"wrote {write_map_report(results, convoy, run_dir)}")
+
+
 @cli.command()
 @click.option("--tasks", type=click.IntRange(4, 10_000_000), default=100_000, help="Tasks in all.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=RESULTS / "soak")
@@ -112,14 +125,18 @@ def soak(tasks: int, out: Path) -> None:
 @click.argument("run_dir", type=ExistingDir)
 def report(run_dir: Path) -> None:
     """Re-render a finished run's report (and claims, if it has them) from its files, without measuring."""
+    from experiments.decision_map import CONVOY_FILE, load_map
     from report import build
     from report.claims import rejudge
+    from report.decision_map import write_map_report
 
     if not (run_dir / "results.json").is_file():
         raise click.UsageError(f"{run_dir} has no results.json")
     click.echo(f"wrote {build.rebuild(run_dir)}")
     if (run_dir / "side.json").is_file():
         click.echo(f"wrote {rejudge(run_dir)}")
+    if (run_dir / CONVOY_FILE).is_file():
+        click.echo(f"wrote {write_map_report(*load_map(run_dir), run_dir)}")
 
 
 def main() -> None:

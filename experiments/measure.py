@@ -25,6 +25,7 @@ from experiments.flower_check import FlowerCheck
 from experiments.schema import FlowerRun
 from experiments.spec import Cell
 from producer.publish import SendPlan, publish
+from stack.latency_server import LatencyServer
 from tasks.connections import client_app
 from tasks.ledger import Accounting, RunLedger, Timings
 
@@ -46,6 +47,7 @@ class Context:
     flower: FlowerCheck | None = None
     on_progress: Progress | None = None
     stall_s: float = 10.0  # no task ended and none pending for this long: the rest are lost
+    latency: LatencyServer | None = None  # the run's latency server, whose own CPU each repetition reports
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Repetition:
     memory_mb: float | None
     calls: dict[str, int]
     flower: FlowerRun | None = None
+    latency_cpu_s: float | None = None  # the latency server's CPU during the repetition
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -72,12 +75,20 @@ class CellRun:
     untimed: list[Repetition] = field(default_factory=list)  # the timing-off half of a paired cell
 
 
-def measure_cell(ctx: Context, cell: Cell) -> CellRun:
-    """Start (or attach to) the cell's worker, run every repetition, stop the worker."""
-    settings = ctx.settings.replace(**cell.setting_overrides) if cell.overrides else ctx.settings
+def cell_settings(ctx: Context, cell: Cell) -> Settings:
+    return ctx.settings.replace(**cell.setting_overrides) if cell.overrides else ctx.settings
+
+
+def measure_cell(ctx: Context, cell: Cell, shared: targets.Target | None = None) -> CellRun:
+    """Start (or attach to) the cell's worker, run every repetition, stop the worker.
+
+    With `shared`, the cell runs on that worker (already started for cells that need the same one).
+    """
+    settings = cell_settings(ctx, cell)
     if not ctx.attach:  # never empty a queue of a stack we only visit
         purge(ctx.client, settings.queue_for(cell.pool))
-    with worker_for(ctx, cell, settings) as target:
+    worker = contextlib.nullcontext(shared) if shared is not None else worker_for(ctx, cell, settings)
+    with worker as target:
         ideal = ctx.ideal(cell, target.concurrency)
         rate = _arrival_rate(cell, ideal)
         reps: list[Repetition] = []
@@ -120,6 +131,7 @@ def run_repetition(ctx: Context, cell: Cell, settings: Settings, target: targets
     queue = settings.queue_for(target.pool)
     calls_before = redis_stats.command_calls(ctx.client)
     cpu_before = target.cpu_seconds()
+    server_before = ctx.latency.cpu_seconds() if ctx.latency else None
     flower = ctx.flower if settings.events else None  # Flower only sees workers that send task events
     flower_before = flower.succeeded(target.name) if flower else None
     started = _feed(cell, settings, target, plan, between)
@@ -138,6 +150,7 @@ def run_repetition(ctx: Context, cell: Cell, settings: Settings, target: targets
         cpu_cores=_cores(cpu_before, cpu_after, ledger.timings, ended - started),
         memory_mb=target.memory_mb(),
         calls=calls,
+        latency_cpu_s=ctx.latency.cpu_seconds() - server_before if ctx.latency and server_before is not None else None,
     )
     if flower and flower_before is not None:
         rep.flower = flower.compare(target.name, flower_before, accounting.completed)

@@ -24,11 +24,13 @@ from config.pools import POOLS
 from experiments import enqueue_bench, redis_stats
 from experiments.environment import describe, task_cpu_seconds
 from experiments.flower_check import FlowerCheck
-from experiments.measure import Context, measure_cell
+from experiments.measure import Context, cell_settings, measure_cell, worker_for
 from experiments.progress import CellProgress
 from experiments.schema import CellResult, RedisCeiling, Results
 from experiments.spec import Cell, Experiment, SpecError
 from experiments.summary import cell_result
+from experiments.targets import Target
+from stack.latency_server import LatencyServer
 from stack.redis_server import RedisServer, free_port
 from stack.workers import Flower
 from tasks import connections
@@ -81,11 +83,12 @@ def run_experiment(experiment: Experiment, settings: Settings, run_dir: Path, at
     settings = _run_settings(experiment, settings, paths, attach)
     broker = "attached" if attach else "external" if settings.broker_url else "embedded"
     with (_broker(settings, paths, attach) as settings,
+          _latency_server(experiment, settings, paths) as (settings, latency),
           _flower(experiment, settings, paths, attach) as flower,
           connections.redis_client(settings.require_broker(), timeout=30) as client):
         environment = _cached(paths.part("environment"), lambda: _environment(experiment, settings, client, broker))
         ctx = Context(settings, client, paths.logs, _ideal_from(environment), attach,
-                      FlowerCheck(flower) if flower else None)
+                      FlowerCheck(flower) if flower else None, latency=latency)
         _run_cells(experiment, ctx, paths, console)
         if experiment.enqueue:
             bench = experiment.enqueue
@@ -103,11 +106,32 @@ def _run_cells(experiment: Experiment, ctx: Context, paths: RunPaths, console: C
         console.print(f"resuming: {len(experiment.cells) - len(todo)} of {len(experiment.cells)} cells already done")
     with CellProgress(console, experiment.cells, todo, ctx.ideal) as progress:
         ctx.on_progress = progress.tasks_done
-        for cell in todo:
-            progress.start(cell)
-            result = cell_result(measure_cell(ctx, cell))
-            _write_json(paths.cell(cell), result)
-            progress.finish(cell, result)
+        for group in worker_groups(todo, experiment.reuse_workers):
+            with _shared_worker(ctx, group) as shared:
+                for cell in group:
+                    progress.start(cell)
+                    result = cell_result(measure_cell(ctx, cell, shared))
+                    _write_json(paths.cell(cell), result)
+                    progress.finish(cell, result)
+
+
+def worker_groups(cells: list[Cell], reuse: bool) -> list[list[Cell]]:
+    """Cells in runs that can share one worker (same pool, concurrency, arguments, settings).
+
+    Without reuse every cell is its own group (a fresh worker per cell, as start-up is measured).
+    """
+    if not reuse:
+        return [[cell] for cell in cells]
+    groups: dict[tuple[Any, ...], list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault((cell.pool, cell.concurrency, cell.worker_args, cell.overrides), []).append(cell)
+    return list(groups.values())
+
+
+def _shared_worker(ctx: Context, group: list[Cell]) -> contextlib.AbstractContextManager[Target | None]:
+    if len(group) == 1 or ctx.attach:
+        return contextlib.nullcontext(None)
+    return worker_for(ctx, group[0], cell_settings(ctx, group[0]))
 
 
 def assemble(experiment: Experiment, paths: RunPaths) -> Results:
@@ -151,6 +175,17 @@ def _broker(settings: Settings, paths: RunPaths, attach: bool) -> Iterator[Setti
     shutil.rmtree(paths.root / "redis", ignore_errors=True)  # a resumed run starts from an empty server
     with RedisServer(paths.root / "redis") as server:
         yield settings.replace(broker_url=server.url)
+
+
+@contextlib.contextmanager
+def _latency_server(experiment: Experiment, settings: Settings,
+                    paths: RunPaths) -> Iterator[tuple[Settings, LatencyServer | None]]:
+    """A latency server of the run's own when a cell's tasks do socket I/O and none is configured."""
+    if settings.latency_server or not any(cell.task.socket_io(cell.param) for cell in experiment.cells):
+        yield settings, None
+        return
+    with LatencyServer(paths.logs / "latency-server.log") as server:
+        yield settings.replace(latency_server=f"{server.host}:{server.port}"), server
 
 
 @contextlib.contextmanager

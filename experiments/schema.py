@@ -87,6 +87,7 @@ class CellResult(TypedDict):
     run_time: Percentiles
     io_observed: Percentiles  # the waiting tasks observed (workloads that report `io_s`)
     io_inflation: float | None  # observed / requested waiting, median task
+    latency_server_cpu_s: float | None  # the latency server's own CPU over the cell (it must stay small)
     redis: RedisCalls
     flower: FlowerChecks | None
     throughput_runs: list[float | None]
@@ -185,6 +186,25 @@ class SideResults(TypedDict):
     shared_state: list[SharedStateRow]
     crash: list[CrashRow]
     mixed: list[RoutingRow]
+
+
+class ConvoyPoint(TypedDict):
+    """Short socket tasks sharing a worker with a share of CPU tasks (experiments.convoy)."""
+
+    pool: str
+    concurrency: int
+    cpu_share: float
+    rate_per_s: float
+    io_tasks: int
+    cpu_tasks: int
+    io_requested_s: float
+    io_p50_s: float | None  # the socket tasks' observed waiting
+    io_p99_s: float | None
+    io_tasks_p99_s: float | None  # the socket tasks' end to end (sent -> finished)
+    cpu_tasks_p99_s: float | None
+    worker_memory_mb: float
+    lost: int
+    duplicated: int
 
 
 class Verdict(TypedDict):

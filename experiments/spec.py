@@ -10,6 +10,8 @@ command-line arguments and settings overrides. See docs/experiments.md.
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,14 +21,16 @@ from typing import Any
 from config import Settings
 from config.constants import MAX_TASKS_PER_RUN
 from config.errors import UserError
-from config.pools import POOL_NAMES
+from config.pools import POOL_NAMES, POOLS
 from tasks.workloads import WORKLOADS, Workload, call_label
 
 ARRIVALS = ("prefill", "burst", "rate")
 OVERRIDABLE = ("prefetch_multiplier", "acks_late", "events", "results", "visibility_timeout", "loglevel")
-TOP_KEYS = {"name", "description", "repetitions", "flower", "settings", "cells", "enqueue", "redis_benchmark"}
-CELL_KEYS = {"label", "pools", "concurrency", "workload", "params", "tasks", "rounds", "repetitions",
-             "arrival", "rate", "load", "timing", "worker_args", "settings"}  # fmt: skip
+TOP_KEYS = {"name", "description", "repetitions", "flower", "settings", "cells", "enqueue", "redis_benchmark",
+            "reuse_workers"}
+CELL_KEYS = {"label", "pools", "concurrency", "workload", "params", "tasks", "rounds", "duration", "repetitions",
+             "arrival", "rate", "load", "load_base", "timing", "worker_args", "settings"}  # fmt: skip
+LOAD_BASES = ("own", "slowest")
 
 
 class SpecError(UserError, ValueError):
@@ -106,6 +110,7 @@ class Experiment:
     settings: tuple[tuple[str, Any], ...] = ()
     enqueue: EnqueueBench | None = EnqueueBench()
     redis_benchmark: bool = True
+    reuse_workers: bool = False  # cells that need the same worker share one, started once
     source: str = ""
     digest: str = ""
 
@@ -146,6 +151,7 @@ def parse(text: str, default_name: str = "experiment") -> Experiment:
         settings=overrides,
         enqueue=_enqueue(data.get("enqueue", {})),
         redis_benchmark=_bool(data.get("redis_benchmark", True), "redis_benchmark"),
+        reuse_workers=_bool(data.get("reuse_workers", False), "reuse_workers"),
         source=text,
         digest=hashlib.sha256(text.encode()).hexdigest()[:16],
     )
@@ -164,7 +170,7 @@ def _expand(block: object, number: int, repetitions: int, start: int) -> list[Ce
         if pool not in POOL_NAMES:
             raise SpecError(f"{where}: unknown pool {pool!r}; expected one of {', '.join(POOL_NAMES)}")
     what = f"{where}: concurrency"
-    levels = [_int(c, what, 1, 10_000) for c in _list(block.get("concurrency"), what)]
+    levels = [_level(c, what) for c in _list(block.get("concurrency"), what)]
     common = {
         "label": _name(block.get("label", f"b{number}")),
         "workload": workload,
@@ -178,18 +184,55 @@ def _expand(block: object, number: int, repetitions: int, start: int) -> list[Ce
     cells: list[Cell] = []
     for pool in pools:
         for concurrency in levels:
-            tasks = _tasks(block, concurrency, where)
-            cells.append(Cell(index=start + len(cells) + 1, pool=pool, concurrency=concurrency, tasks=tasks, **common))
+            arrival = _arrival_at(block, common["arrival"], pools, concurrency, where)
+            tasks = _tasks(block, pool, concurrency, arrival, where)
+            cells.append(Cell(index=start + len(cells) + 1, pool=pool, concurrency=concurrency, tasks=tasks,
+                              **{**common, "arrival": arrival}))
     return cells
 
 
-def _tasks(block: Mapping[str, Any], concurrency: int, where: str) -> int:
-    """`tasks` is a fixed count; `rounds` scales with concurrency so every slot works that many times."""
-    if ("tasks" in block) == ("rounds" in block):
-        raise SpecError(f"{where}: give exactly one of tasks or rounds")
+def _tasks(block: Mapping[str, Any], pool: str, concurrency: int, arrival: Arrival, where: str) -> int:
+    """How many tasks a repetition sends: a fixed count, per slot (`rounds`), or for a `duration`.
+
+    `duration` is seconds of work at the model's ideal (or at the fixed arrival rate): cells whose
+    capacities differ 100-fold (a map of CPU shares) then take about as long each.
+    """
+    given = [key for key in ("tasks", "rounds", "duration") if key in block]
+    if len(given) != 1:
+        raise SpecError(f"{where}: give exactly one of tasks, rounds or duration")
     if "tasks" in block:
         return _int(block["tasks"], f"{where}: tasks", 1, MAX_TASKS_PER_RUN)
-    return _int(block["rounds"], f"{where}: rounds", 1, MAX_TASKS_PER_RUN) * concurrency
+    if "rounds" in block:
+        return _int(block["rounds"], f"{where}: rounds", 1, MAX_TASKS_PER_RUN) * concurrency
+    seconds = _number(block["duration"], f"{where}: duration", 0.1, 3600)
+    per_s = arrival.rate or _model_ideal(block, pool, concurrency, where)
+    least = 20 if arrival.rate else 2 * concurrency  # a prefilled queue keeps every slot busy twice at least
+    return min(MAX_TASKS_PER_RUN, max(least, math.ceil(per_s * seconds)))
+
+
+def _model_ideal(block: Mapping[str, Any], pool: str, concurrency: int, where: str) -> float:
+    """The model's ideal for a block's workload, known before the run (no measured CPU needed)."""
+    workload = WORKLOADS[block["workload"]]
+    params = workload.validate(block.get("params", {}))
+    ideal = workload.ideal_per_s(params, concurrency, POOLS[pool].usable_cores(concurrency))
+    if ideal is None or not math.isfinite(ideal):
+        raise SpecError(f"{where}: duration and load_base need a workload whose cost the model knows "
+                        f"(mixed, sleep), not {workload.name}")
+    return ideal
+
+
+def _arrival_at(block: Mapping[str, Any], arrival: Arrival, pools: list[str], concurrency: int,
+                where: str) -> Arrival:
+    """`load_base = "slowest"`: one fixed rate for every pool at this concurrency, so their latencies compare."""
+    base = block.get("load_base", "own")
+    if base not in LOAD_BASES:
+        raise SpecError(f"{where}: load_base must be one of {', '.join(LOAD_BASES)}, got {base!r}")
+    if base == "own":
+        return arrival
+    if arrival.load is None:
+        raise SpecError(f"{where}: load_base applies to arrival = \"rate\" with a load")
+    slowest = min(_model_ideal(block, pool, concurrency, where) for pool in pools)
+    return Arrival("rate", rate=round(arrival.load * slowest, 3))
 
 
 def _arrival(block: Mapping[str, Any], where: str) -> Arrival:
@@ -260,6 +303,15 @@ def _list(value: object, what: str, empty: bool = False) -> list[Any]:
     if not items and not empty:
         raise SpecError(f"{what} must be a non-empty list")
     return items
+
+
+def _level(value: object, what: str) -> int:
+    """A concurrency: an integer, or "cores" / "N*cores" (the map is defined in cores, not in 2s)."""
+    if isinstance(value, str):
+        factor, _, unit = value.replace(" ", "").rpartition("*")
+        if unit == "cores" and (not factor or factor.isdigit()):
+            value = int(factor or 1) * (os.cpu_count() or 1)
+    return _int(value, what, 1, 10_000)
 
 
 def _int(value: object, what: str, low: int, high: int) -> int:

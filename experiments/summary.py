@@ -79,6 +79,7 @@ def cell_result(run: CellRun) -> CellResult:
         "run_time": _percentiles(timings.run_time),
         "io_observed": _percentiles(timings.io_observed),
         "io_inflation": _io_inflation(run, timings),
+        "latency_server_cpu_s": _round(_sum(rep.latency_cpu_s for rep in everything), 3),
         "redis": _redis(reps),
         "flower": _flower(reps),
         "throughput_runs": [_round(_throughput(rep)) for rep in reps],
@@ -165,6 +166,11 @@ def _flower(reps: list[Repetition]) -> FlowerChecks | None:
     if not checks:
         return None
     return {"checked": len(checks), "mismatches": sum(not c["match"] for c in checks), "runs": checks}
+
+
+def _sum(values: Any) -> float | None:
+    items = [v for v in values if v is not None]
+    return sum(items) if items else None
 
 
 def _median(values: Any) -> float | None:

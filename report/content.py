@@ -27,6 +27,7 @@ def blocks(results: Results, plots: list[tuple[str, str]]) -> list[Block]:
 
     out += image("throughput.png")
     out += [Heading("Summary"), _summary_table(cells), Paragraph(_legend(experiment, cells))]
+    out += _model_section(cells)
     out += image("efficiency.png", "memory.png")
     out += _latency_section(cells) + image("latency.png") + _overhead_section(cells) + image("overhead.png")
     out += _producer_section(results)
@@ -89,6 +90,54 @@ def _legend(experiment: ExperimentInfo, cells: list[CellResult]) -> str:
             "/ the mean CPU time of one task, measured in the worker in the same repetition (eff. is the median of "
             "the repetitions' throughput / ideal); mem is the worker's USS (parent + children) after a repetition; "
             "cores is the worker's CPU time over the drain time; p50–p99 are end to end (sent → finished)." + partial)
+
+
+def _model_section(cells: list[CellResult]) -> list[Block]:
+    """The model beside every cell, and plainly where it is wrong by more than the tolerance."""
+    modelled = [c for c in cells if c["ideal_per_s"] is not None and c["arrival"] != "rate"]
+    if not modelled:
+        return []
+    rows = tuple((c["id"], str(c["concurrency"]), str(c.get("usable_cores", "-")), _num(c["task_cpu_s"], 4),
+                  _io_requested(c), _num(c["ideal_per_s"]), _num(c["throughput_per_s"]), _pct(c["efficiency"]),
+                  _inflation(c)) for c in modelled)
+    misses = verdicts.model_misses(modelled)
+    text = (f"Each cell beside the model: throughput <= c / (cpu + io) and <= U / cpu, where U is the cores the "
+            f"pool can keep busy with Python code (1 for threads and green pools under the GIL, min(c, cores) for "
+            f"prefork) and cpu is a task's CPU time measured in the worker. I/O inflation is the waiting tasks "
+            f"observed over what they asked for. A cell further than {verdicts.MODEL_TOLERANCE:.0%} from its model "
+            f"is a finding, not noise.")
+    found = [f"{WARN} `{c['id']}`: {_pct(c['efficiency'])} of the model ({_num(c['throughput_per_s'])}/s against "
+             f"{_num(c['ideal_per_s'])}/s): {_miss_reason(c)}" for c in misses] or \
+        [f"Every cell is within {verdicts.MODEL_TOLERANCE:.0%} of its model."]
+    return [Heading("The model beside every measurement"), Paragraph(text),
+            Table(("cell", "c", "U", "cpu s", "io s", "model /s", "measured /s", "eff.", "I/O inflation"), rows),
+            Bullets(tuple(found))]
+
+
+def _io_requested(cell: CellResult) -> str:
+    params = cell["params"]
+    if "io_ms" in params:
+        return _num(float(params["io_ms"]) / 1000, 3)
+    return _num(params.get("seconds"), 3) if "seconds" in params else "0"
+
+
+def _inflation(cell: CellResult) -> str:
+    value = cell.get("io_inflation")
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _miss_reason(cell: CellResult) -> str:
+    """What the data says about a miss: the waiting grew, the cores were short, or per-task overhead."""
+    inflation = cell.get("io_inflation")
+    if cell["efficiency"] is not None and cell["efficiency"] > 1 + verdicts.MODEL_TOLERANCE:
+        return "faster than the model: its inputs (task CPU time, cores) were underestimated"
+    if inflation is not None and inflation > 1 + verdicts.MODEL_TOLERANCE:
+        return (f"the tasks' waiting grew {inflation:.2f}x: after its I/O a thread waits for the GIL "
+                f"(the convoy effect, bpo-7946)")
+    if cell["cpu_cores"] is not None and cell["cpu_cores"] < 0.85 * cell.get("usable_cores", 1):
+        return (f"the worker kept only {cell['cpu_cores']:.2f} cores busy of the {cell.get('usable_cores')} the "
+                f"model counts on (a busy machine, or Celery's own per-task work)")
+    return "Celery's own per-task work, which the model leaves out, is a large part of a task this short"
 
 
 def _latency_section(cells: list[CellResult]) -> list[Block]:

@@ -71,6 +71,7 @@ class Workload:
     params: tuple[Param, ...] = ()
     arguments: Callable[[int, Mapping[str, Any]], Arguments] = lambda _index, params: ([], dict(params))
     costs: Callable[[Mapping[str, Any]], Costs] | None = None  # None: no model (noop)
+    socket_io: Callable[[Mapping[str, Any]], bool] = lambda _params: False  # needs the latency server
 
     @property
     def task_name(self) -> str:
@@ -136,6 +137,7 @@ WORKLOADS: Final = {
              Param("io", str, "socket", help="socket (the latency server) or sleep", choices=work.IO_KINDS),
              Param("order", str, "cpu-io", help="cpu-io or io-cpu", choices=work.ORDERS)),
             costs=lambda params: Costs(cpu_s=float(params["cpu_ms"]) / 1000, io_s=float(params["io_ms"]) / 1000),
+            socket_io=lambda params: params["io"] == "socket",
         ),
     )
 }

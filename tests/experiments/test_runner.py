@@ -94,7 +94,7 @@ def test_cli_rejects_an_invalid_file(run_cli: Callable[..., subprocess.Completed
     bad.write_text("[[cells]]\npools = ['threads']\nconcurrency = [2]\nworkload = 'square'\n")
     result = run_cli("bench", str(bad), module="cli")
     assert result.returncode == 2
-    assert result.stderr.strip() == "lab: error: [[cells]] block 1: give exactly one of tasks or rounds"
+    assert result.stderr.strip() == "lab: error: [[cells]] block 1: give exactly one of tasks, rounds or duration"
 
 
 ATTACH = """

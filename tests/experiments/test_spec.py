@@ -69,7 +69,7 @@ NOOP = "[[cells]]\npools=['solo']\nconcurrency=[1]\nworkload='noop'\ntasks=1\n"
     ("[[cells]]\npools=['forked']\nconcurrency=[1]\nworkload='noop'\ntasks=1", "unknown pool 'forked'"),
     ("[[cells]]\npools=['solo']\nconcurrency=[1]\nworkload='cube'\ntasks=1", "workload must be one of"),
     ("[[cells]]\npools=['solo']\nconcurrency=[0]\nworkload='noop'\ntasks=1", "concurrency must be an integer"),
-    (NOOP + "rounds=2", "exactly one of tasks or rounds"),
+    (NOOP + "rounds=2", "exactly one of tasks, rounds or duration"),
     (NOOP + "arrival='rate'", "exactly one of rate"),
     (NOOP + "rate=3", "only apply to arrival"),
     ("[[cells]]\npools=['solo']\nconcurrency=[1]\nworkload='sleep'\nparams={work=3}\ntasks=1", "unknown key 'work'"),
