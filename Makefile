@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps system-deps-monitoring system-deps-bench bench bench-full claims up demo soak test test-fast test-compose test-monitoring lint clean
+.PHONY: setup system-deps system-deps-monitoring system-deps-bench bench bench-full bench-net claims up demo soak test test-fast test-compose test-monitoring lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench: setup system-deps-bench  ## config/experiments/quick.toml (< 3 min) -> re
 bench-full: setup system-deps-bench  ## full.toml, then every claim at full size: results/full/ and results/claims-full/
 	$(BIN)/producer experiment run config/experiments/full.toml
 	$(BIN)/producer experiment claims config/experiments/claims-full.toml
+
+bench-net: setup     ## the latency server's and the delaying relay's own figures (about 6 min)
+	$(BIN)/python -m benchmarks.latency_server
+	$(BIN)/python -m benchmarks.relay
 
 claims: setup        ## every claim of the article, small (< 15 min) -> results/claims/<timestamp>/verdicts.json
 	$(BIN)/producer experiment claims config/experiments/claims.toml
