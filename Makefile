@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup map compose-v2 system-deps system-deps-monitoring system-deps-bench doctor bench bench-full claims up demo soak test test-fast test-compose test-monitoring lint clean
+.PHONY: setup map compose-v2 system-deps system-deps-monitoring system-deps-bench doctor bench bench-full bench-net claims up demo soak test test-fast test-compose test-monitoring lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench-full: setup system-deps-bench  ## full.toml, then every claim at full size
 
 map: setup           ## the decision map + convoy figure (< 20 min) -> results/map/<timestamp>/map.md
 	$(BIN)/lab map config/experiments/map.toml
+
+bench-net: setup     ## the latency server's and the delaying relay's own figures (about 6 min)
+	$(BIN)/python -m benchmarks.latency_server
+	$(BIN)/python -m benchmarks.relay
 
 claims: setup        ## every claim of the article, small (< 15 min) -> results/claims/<timestamp>/verdicts.json
 	$(BIN)/lab claims config/experiments/claims.toml

@@ -16,7 +16,7 @@ from stack.latency_server import LatencyServer, raise_open_files_limit
 from tasks import latency
 
 CONCURRENT = 5_000
-BATCH_IO_MS = 1_000
+BATCH_IO_MS = 2_000  # longer than connecting 5,000 takes even on a busy machine, so all overlap
 
 
 @pytest.fixture
@@ -131,5 +131,5 @@ def test_five_thousand_concurrent_connections_all_answered_and_overlapping(serve
     assert elapsed < serial_s / 50, f"{elapsed:.1f} s for a batch that would take {serial_s:.0f} s one by one"
     stats = server.stats()
     assert stats["requests"] == CONCURRENT
-    assert stats["peak_connections"] >= CONCURRENT * 0.9  # they were open at the same time
+    assert stats["peak_connections"] >= CONCURRENT * 0.9, stats  # they were open at the same time
     assert stats["errors"] == 0
