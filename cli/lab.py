@@ -60,6 +60,29 @@ def up(pools: str, run_dir: Path, monitoring: bool) -> None:
     run_foreground(Settings.from_env(), [p for p in pools.split(",") if p], run_dir, monitoring)
 
 
+@cli.command("latency-server")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 in a container).")
+@click.option("--port", type=click.IntRange(0, 65535), default=7070, show_default=True)
+def latency_server(host: str, port: int) -> None:
+    """Answer each request after the delay it asks for (the socket I/O of `mixed` tasks)."""
+    from stack.latency_server import run
+
+    run(host, port)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), required=True)
+@click.option("--target-host", default="127.0.0.1", show_default=True)
+@click.option("--target-port", type=click.IntRange(1, 65535), required=True)
+@click.option("--rtt-ms", type=click.FloatRange(0, 10_000), required=True, help="Round trip to add, in ms.")
+def relay(host: str, port: int, target_host: str, target_port: int, rtt_ms: float) -> None:
+    """Relay TCP to a target (Redis), adding a round-trip delay: a remote broker on one machine."""
+    from stack.relay import run
+
+    run(host, port, (target_host, target_port), rtt_ms)
+
+
 @cli.command()
 @click.option("--out", type=click.Path(path_type=Path), default=RESULTS / "demo")
 def demo(out: Path) -> None:

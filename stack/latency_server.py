@@ -2,7 +2,7 @@
 
 The protocol is in `tasks/latency.py` (one ASCII line each way: `<ms>` -> `ok` after that
 long; `stats` -> one line of JSON; anything else -> `error <reason>` and the connection is
-closed). Run it with `python -m stack.latency_server [--host H] [--port P]`.
+closed). Run it with `lab latency-server [--host H] [--port P]`.
 
 Why it looks like this: it must never be the bottleneck of the experiment it serves, so it
 is one asyncio process with a `Protocol` (no coroutine or task per request, only a
@@ -20,7 +20,6 @@ answer never comes early; it comes 0.3-0.6 ms late (p50) to a lone client, about
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import json
@@ -28,17 +27,17 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from config.constants import EXIT_USAGE
+from config.errors import UserError
 from stack.processes import spawn, stop_process, tree_cpu_seconds, wait_until
 from stack.redis_server import free_port
+from stack.workers import LAB_COMMAND
 from tasks import latency
-from tasks.latency import DEFAULT_PORT, ERROR_PREFIX, MAX_LINE, NEWLINE, OK_REPLY, parse_request
+from tasks.latency import ERROR_PREFIX, MAX_LINE, NEWLINE, OK_REPLY, parse_request
 
 LISTEN_BACKLOG = 65535
 MAX_PENDING_PER_CONNECTION = 1024
@@ -185,7 +184,7 @@ class LatencyServer:
         return self.host, self.port
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "stack.latency_server", "--host", self.host, "--port", str(self.port)]
+        return [*LAB_COMMAND, "latency-server", "--host", self.host, "--port", str(self.port)]
 
     def start(self, timeout: float = 15.0) -> LatencyServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -220,37 +219,14 @@ class LatencyServer:
         self.stop()
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit 2 (the lab's rule for bad input)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+class ListenError(UserError):
+    """The server cannot listen where it was asked to (the port is taken, the address is not ours)."""
 
 
-def port_number(text: str) -> int:
-    port = int(text)
-    if not 0 <= port <= 65535:
-        raise ValueError(text)
-    return port
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = OneLineParser(prog="latency-server", description="Answer each request after the delay it asks for.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def run(host: str, port: int) -> None:
+    """Serve until SIGTERM/SIGINT (`lab latency-server`); ListenError if the address cannot be had."""
     raise_open_files_limit()
     try:
-        asyncio.run(serve(args.host, args.port))
+        asyncio.run(serve(host, port))
     except OSError as exc:
-        print(f"latency-server: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
-              file=sys.stderr)
-        sys.exit(EXIT_USAGE)
-
-
-if __name__ == "__main__":
-    main()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -45,7 +45,6 @@ its connections, so that costs one RTT per connection, not per command.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import ctypes
 import gzip
@@ -70,10 +69,10 @@ from urllib.parse import urlsplit, urlunsplit
 import psutil
 import redis
 
-from config.constants import EXIT_USAGE
-from stack.latency_server import OneLineParser, port_number
+from stack.latency_server import ListenError
 from stack.processes import spawn, stop_process, tree_cpu_seconds, wait_until
 from stack.redis_server import free_port
+from stack.workers import LAB_COMMAND
 
 PR_SET_TIMERSLACK = 29
 SO_TIMESTAMPNS = 35  # asm-generic/socket.h (SO_TIMESTAMPNS_OLD); Python's socket module lacks it
@@ -353,7 +352,7 @@ class DelayRelay:
         return urlunsplit(parts._replace(netloc=netloc))
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "stack.relay", "--host", self.host, "--port", str(self.port),
+        return [*LAB_COMMAND, "relay", "--host", self.host, "--port", str(self.port),
                 "--target-host", self.target_host, "--target-port", str(self.target_port),
                 "--rtt-ms", repr(self.rtt_ms)]  # fmt: skip
 
@@ -495,38 +494,17 @@ def calibrate(relayed_url: str, direct_url: str, rtt_ms: float, pings: int = 200
     }  # fmt: skip
 
 
-def rtt_value(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value) or not 0 <= value <= 10_000:
-        raise ValueError(text)
-    return value
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = OneLineParser(prog="relay", description="Relay TCP to a target, adding a round-trip delay.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=port_number, required=True)
-    parser.add_argument("--target-host", default="127.0.0.1")
-    parser.add_argument("--target-port", type=port_number, required=True)
-    parser.add_argument("--rtt-ms", type=rtt_value, required=True, help="round trip to add, 0 to 10000 ms")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def run(host: str, port: int, target: tuple[str, int], rtt_ms: float) -> None:
+    """Relay until SIGTERM (`lab relay`); SIGUSR1 prints the release statistics to the log."""
+    if not math.isfinite(rtt_ms):
+        raise ListenError(f"the round trip to add must be a finite number of ms, got {rtt_ms}")
     set_timer_slack_ns(1)
     threading.stack_size(THREAD_STACK_BYTES)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGUSR1, lambda *_: print(RELEASES.report(), flush=True))
     try:
-        listener = listen(args.host, args.port)
+        listener = listen(host, port)
     except OSError as exc:
-        print(f"relay: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
-    print(f"relay: {args.host}:{args.port} -> {args.target_host}:{args.target_port}, RTT +{args.rtt_ms} ms "
-          f"(pid {os.getpid()})", flush=True)  # fmt: skip
-    serve(listener, (args.target_host, args.target_port), args.rtt_ms)
-
-
-if __name__ == "__main__":
-    main()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    print(f"relay: {host}:{port} -> {target[0]}:{target[1]}, RTT +{rtt_ms} ms (pid {os.getpid()})", flush=True)
+    serve(listener, target, rtt_ms)

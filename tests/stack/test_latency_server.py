@@ -96,10 +96,10 @@ def test_start_fails_fast_when_the_port_is_taken(server: LatencyServer, tmp_path
 
 @pytest.mark.parametrize("args", [["--port", "abc"], ["--port", "70000"], ["--bogus"]])
 def test_bad_arguments_are_one_line_and_exit_2(args: list[str]) -> None:
-    done = subprocess.run([sys.executable, "-m", "stack.latency_server", *args],
+    done = subprocess.run([sys.executable, "-m", "cli", "latency-server", *args],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and done.stderr.startswith("latency-server: error:")
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("lab: error:")
     assert "Traceback" not in done.stderr
 
 

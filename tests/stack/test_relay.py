@@ -268,6 +268,6 @@ def test_netem_available_reads_the_kernel_config(tmp_path: Path, text: str, expe
     ["--port", "1", "--target-port", "99999", "--rtt-ms", "1"],
 ])  # fmt: skip
 def test_bad_arguments_are_one_line_and_exit_2(args: list[str]) -> None:
-    done = subprocess.run([sys.executable, "-m", "stack.relay", *args], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "cli", "relay", *args], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and done.stderr.startswith("relay: error:"), done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("lab: error:"), done.stderr
