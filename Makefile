@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps system-deps-monitoring system-deps-bench bench bench-full claims up demo soak test test-fast test-compose test-monitoring lint clean
+.PHONY: setup freethreaded system-deps system-deps-monitoring system-deps-bench bench bench-full claims up demo soak test test-fast test-compose test-monitoring lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Free-threaded CPython (no GIL), built from Debian's source into a cache outside the clone
+# (LAB_CACHE_DIR), plus a worker venv on it; docs/freethreaded.md. 3.14t: FT_PYTHON ?= 3.14.
+FT_PYTHON ?= 3.13
+FT_VENV ?= .venv-ft
+freethreaded:        ## free-threaded CPython $(FT_PYTHON)t (cached build) + worker venv $(FT_VENV), GIL checked off
+	FT_PYTHON=$(FT_PYTHON) bash tools/freethreaded.sh all --venv $(FT_VENV)
 
 system-deps:         ## Debian packages for the compose test (podman, runc, debootstrap), if missing
 	bash compose/system-deps.sh
