@@ -6,6 +6,8 @@
 #   tools/freethreaded.sh interpreter                          the interpreter only (the image's build stage)
 #   tools/freethreaded.sh venv DIR [--no-editable]             the worker venv on a built interpreter
 #   tools/freethreaded.sh status [--venv DIR]                  paths and build record; exit 1 if incomplete
+#   tools/freethreaded.sh check [--venv DIR]                   stdlib modules load, the GIL stays off
+#   tools/freethreaded.sh runtime-deps                         the shared libraries the build links to
 #
 # Why build it: no Debian package ships a free-threaded interpreter, and python-build-standalone or
 # a container registry is not reachable from the lab's machines; Debian's source packages are. The
@@ -35,6 +37,8 @@ KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 # headers of the stdlib's C modules (ssl, zlib, ctypes, bz2, lzma, sqlite3, uuid, readline, curses).
 BUILD_DEPS=(gcc make pkg-config xz-utils dpkg-dev ca-certificates libssl-dev zlib1g-dev libffi-dev
             libbz2-dev liblzma-dev libsqlite3-dev uuid-dev libreadline-dev libncurses-dev)
+# What the built interpreter links to, for a machine or an image that runs it without building it.
+RUNTIME_DEPS=(libssl3 zlib1g libffi8 libbz2-1.0 liblzma5 libsqlite3-0 libuuid1 libreadline8 libncursesw6)
 # Stdlib C modules that must have been built: the worker needs ssl/hashlib/ctypes/zlib, the rest
 # are what BUILD_DEPS are for. A missing header would otherwise only show as a configure line.
 REQUIRED_MODULES="_ssl _hashlib _ctypes zlib _bz2 _lzma _sqlite3 _uuid readline _curses"
@@ -45,7 +49,11 @@ PIP_ENV=(PIP_DISABLE_PIP_VERSION_CHECK=1 PYYAML_FORCE_LIBYAML=0)
 
 say() { printf '[freethreaded] %s\n' "$*"; }
 die() { printf 'freethreaded: error: %s\n' "$*" >&2; exit 1; }
-usage() { printf 'freethreaded: error: %s\n' "$*" >&2; sed -n '5,8p' "${BASH_SOURCE[0]}" | sed 's/^#  //' >&2; exit 2; }
+usage() {
+    printf 'freethreaded: error: %s (usage: %s [all|interpreter|venv DIR|status|check|runtime-deps] [--venv DIR] [--no-editable]; --help)\n' \
+        "$*" "$0" >&2
+    exit 2
+}
 
 # Run "$@" as a named step; print how long it took.
 step() {
@@ -64,22 +72,23 @@ suite_for_version() {
 
 # ---- system packages ------------------------------------------------------------------------
 
-missing_build_deps() {
+missing_packages() {
     local pkg
-    for pkg in "${BUILD_DEPS[@]}"; do
+    for pkg in "$@"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$' || printf '%s ' "$pkg"
     done
 }
 
-install_build_deps() {
+# Install the Debian packages among "$@" that are missing (from the machine's own apt sources).
+install_missing() {
     local missing
-    missing="$(missing_build_deps)"
+    missing="$(missing_packages "$@")"
     if [ -z "$missing" ]; then
-        say "build dependencies: all present"
+        say "Debian packages: all present"
         return
     fi
     [ "$(id -u)" = 0 ] || die "missing Debian packages: ${missing}(run as root, or: apt-get install ${missing% })"
-    say "installing build dependencies: $missing"
+    say "installing Debian packages: $missing"
     # shellcheck disable=SC2086  # a list of package names
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
@@ -229,7 +238,7 @@ ensure_interpreter() {
     mkdir -p "$CACHE"
     exec 9>"$CACHE/cpython-${FT_PYTHON}t.lock"
     flock 9  # two runs at once (tests, a second terminal) build once
-    step "build dependencies" install_build_deps
+    step "build dependencies" install_missing "${BUILD_DEPS[@]}"
     step "source of python$FT_PYTHON from Debian $SUITE" fetch_source
     if [ "$(installed_key)" = "$(build_key)" ]; then
         check_interpreter
@@ -330,13 +339,14 @@ main() {
     local action=all venv="$ROOT/.venv-ft"
     EDITABLE=yes
     case "${1:-}" in
-        all|interpreter|status) action="$1"; shift ;;
+        all|interpreter|status|check|runtime-deps) action="$1"; shift ;;
         venv) action=venv; shift; [ $# -gt 0 ] || usage "venv needs a directory"; venv="$1"; shift ;;
     esac
     while [ $# -gt 0 ]; do
         case "$1" in
             --venv) [ $# -gt 1 ] || usage "--venv needs a directory"; venv="$2"; shift 2 ;;
             --no-editable) EDITABLE=no; shift ;;
+            -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'; return ;;
             *) usage "unknown argument '$1'" ;;
         esac
     done
@@ -345,6 +355,8 @@ main() {
     local started=$SECONDS
     case "$action" in
         status) status "$venv"; return ;;
+        check) check_interpreter; check_gil_off "$venv"; return ;;
+        runtime-deps) install_missing "${RUNTIME_DEPS[@]}"; return ;;
         interpreter) ensure_interpreter ;;
         venv) ensure_venv "$venv" ;;
         all) ensure_interpreter; ensure_venv "$venv" ;;
