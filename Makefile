@@ -79,5 +79,5 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-clean:
-	rm -rf $(VENV) .lab results/stack
+clean:               ## the venvs and run state (the free-threaded interpreter stays in LAB_CACHE_DIR)
+	rm -rf $(VENV) $(FT_VENV) .lab results/stack
