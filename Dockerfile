@@ -22,7 +22,7 @@ COPY pyproject.toml /tmp/build/
 RUN --mount=type=secret,id=host_ca \
     if [ -s /run/secrets/host_ca ]; then export PIP_CERT=/run/secrets/host_ca; fi \
     && python3 -m venv /opt/lab \
-    && python -c "import tomllib, pathlib; deps = tomllib.load(open('/tmp/build/pyproject.toml', 'rb'))['project']['dependencies']; pathlib.Path('/tmp/build/requirements.txt').write_text(chr(10).join(deps))" \
+    && python -c "import tomllib, pathlib; p = tomllib.load(open('/tmp/build/pyproject.toml', 'rb'))['project']; deps = p['dependencies'] + p['optional-dependencies']['full']; pathlib.Path('/tmp/build/requirements.txt').write_text(chr(10).join(deps))" \
     && pip install --quiet -r /tmp/build/requirements.txt
 
 # Then the project itself: .dockerignore lets only pyproject.toml and the packages in.

@@ -4,18 +4,25 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup map compose-v2 system-deps system-deps-monitoring system-deps-bench doctor bench bench-full bench-net claims up demo soak test test-fast test-compose test-monitoring lint clean
+.PHONY: setup map freethreaded compose-v2 system-deps system-deps-monitoring system-deps-bench doctor bench bench-full bench-net claims up demo soak test test-fast test-compose test-monitoring lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[full,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
 
 compose-v2:          ## Compose v2 as a project-local docker CLI plugin (.tools/docker; use DOCKER_CONFIG=.tools/docker), if missing
 	bash tools/compose-v2.sh
+
+# Free-threaded CPython (no GIL), built from Debian's source into a cache outside the clone
+# (LAB_CACHE_DIR), plus a worker venv on it; docs/freethreaded.md. 3.14t: FT_PYTHON ?= 3.14.
+FT_PYTHON ?= 3.13
+FT_VENV ?= .venv-ft
+freethreaded:        ## free-threaded CPython $(FT_PYTHON)t (cached build) + worker venv $(FT_VENV), GIL checked off
+	FT_PYTHON=$(FT_PYTHON) bash tools/freethreaded.sh all --venv $(FT_VENV)
 
 system-deps:         ## what the compose test's engine needs, if missing: docker: debootstrap + Compose v2; podman (no Docker Engine): podman, runc, netavark, iptables, ...
 	bash compose/system-deps.sh
@@ -85,5 +92,5 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-clean:
-	rm -rf $(VENV) .lab results/stack .tools
+clean:               ## the venvs, run state and project-local tools (the free-threaded interpreter stays in LAB_CACHE_DIR)
+	rm -rf $(VENV) $(FT_VENV) .lab results/stack .tools

@@ -1,38 +1,67 @@
-# A threads worker on free-threaded CPython (3.14t, no GIL): claim 1's counter-experiment.
+# A threads worker on free-threaded CPython (no GIL): claim 1's counter-experiment (docs/freethreaded.md).
 #
-# UNTESTED in this lab: our machines reach no container registry and no python-build-standalone
-# download, which this image needs (`uv python install 3.14t`). It is here so a machine that has
-# them can run `docker compose --profile freethreaded up -d --build` and compare square on
-# threads with and without the GIL. No official python:3.14t image exists (docker-library/python#1082).
+# The interpreter is built here by the same script, from the same Debian source package and with the
+# same configure flags as `make freethreaded` on a machine (tools/freethreaded.sh): no registry and
+# no python-build-standalone download is needed, only Debian's archive and PyPI. Needs BuildKit (the
+# CA bundle is a build secret, never a layer):
 #
-# Only what a worker imports is installed: gevent, eventlet and matplotlib are left out because
-# they are not needed by a threads worker and may not build on a free-threaded interpreter yet.
-ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.9
+#   docker buildx build -f compose/freethreaded.Dockerfile \
+#       --build-arg BASE_IMAGE=localhost/debian:bookworm-py --build-arg DEBIAN_MIRROR="$(bash tools/debian-mirror.sh)" \
+#       --secret id=pip-ca,src=/etc/ssl/certs/ca-certificates.crt -t celery-concurrency-lab-ft .
+#
+# Only the worker's own dependencies ([project] dependencies of pyproject.toml) are installed: Flower,
+# gevent, eventlet and matplotlib are not needed by a threads worker, and every C extension in the venv
+# must run without the GIL (the last step refuses to build an image in which one turns it back on).
+# The context is compose/freethreaded.Dockerfile.dockerignore: the packages, pyproject.toml, and the
+# two scripts the build runs.
 ARG BASE_IMAGE=debian:bookworm-slim
-FROM ${UV_IMAGE} AS uv
-FROM ${BASE_IMAGE}
 
-COPY --from=uv /uv /usr/local/bin/uv
-ENV UV_PYTHON_INSTALL_DIR=/opt/python \
+FROM ${BASE_IMAGE} AS build
+# Empty: the base image's own apt sources name the mirror (tools/debian-mirror.sh reads them).
+ARG DEBIAN_MIRROR=
+ARG FT_PYTHON=3.13
+ENV LAB_CACHE_DIR=/opt \
+    FT_PYTHON=${FT_PYTHON} \
+    DEBIAN_MIRROR=${DEBIAN_MIRROR}
+COPY tools/freethreaded.sh tools/debian-mirror.sh /src/tools/
+# Build dependencies from the base's apt sources, the source tarball through a private apt config,
+# then configure --disable-gil --prefix=/opt/cpython-<v>t --without-ensurepip, make -j2, install.
+RUN bash /src/tools/freethreaded.sh interpreter \
+    && rm -rf /opt/apt-* /opt/src /opt/*.build.log /var/lib/apt/lists/*
+# The image needs the interpreter, not its test suite or static library (about 290 MB).
+RUN rm -rf /opt/cpython-${FT_PYTHON}t/lib/python${FT_PYTHON}t/test \
+           /opt/cpython-${FT_PYTHON}t/lib/libpython${FT_PYTHON}t.a \
+           /opt/cpython-${FT_PYTHON}t/lib/python${FT_PYTHON}t/config-${FT_PYTHON}t-*/libpython${FT_PYTHON}t.a
+
+COPY . /src
+# PyPI is reached through a TLS proxy on the lab's machines: its CA comes in as the optional secret
+# `pip-ca` for this step only (not in any layer); without it pip uses its own bundle.
+RUN --mount=type=secret,id=pip-ca,required=false \
+    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+    && bash /src/tools/freethreaded.sh venv /opt/lab --no-editable
+
+FROM ${BASE_IMAGE}
+ARG FT_PYTHON=3.13
+ENV LAB_CACHE_DIR=/opt \
+    FT_PYTHON=${FT_PYTHON} \
     VIRTUAL_ENV=/opt/lab \
     PATH=/opt/lab/bin:$PATH \
-    PYTHON_GIL=0 \
+    PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
+# The shared libraries the interpreter links to, installed only if the base lacks them.
+RUN --mount=type=bind,from=build,source=/src/tools,target=/src/tools \
+    bash /src/tools/freethreaded.sh runtime-deps && rm -rf /var/lib/apt/lists/*
+COPY --from=build /opt/cpython-${FT_PYTHON}t /opt/cpython-${FT_PYTHON}t
+COPY --from=build /opt/lab /opt/lab
 
-COPY pyproject.toml /tmp/build/
-RUN uv python install 3.14t \
-    && uv venv --python 3.14t /opt/lab \
-    && /opt/lab/bin/python -c "import tomllib, pathlib; wanted = ('celery', 'kombu', 'redis', 'click', 'rich', 'psutil', 'requests'); deps = tomllib.load(open('/tmp/build/pyproject.toml', 'rb'))['project']['dependencies']; pathlib.Path('/tmp/build/requirements.txt').write_text(chr(10).join(d for d in deps if d.split('[')[0].split('=')[0] in wanted))" \
-    && uv pip install --python /opt/lab/bin/python -r /tmp/build/requirements.txt
-
-COPY . /tmp/build
-RUN uv pip install --python /opt/lab/bin/python --no-deps /tmp/build && rm -rf /tmp/build
-
+# Not root: a task that misbehaves cannot touch the image or the host's files.
 RUN useradd --uid 10001 --user-group --create-home --home-dir /home/lab --shell /usr/sbin/nologin lab
 USER lab
 WORKDIR /home/lab
 
-# Refuse to build an image that silently runs with the GIL.
-RUN python -c "import sys; assert not sys._is_gil_enabled(), 'the GIL is on'" && python -c "import tasks.celery_app"
+# Refuse an image in which the GIL is on: a free-threaded build, its stdlib modules load, and importing
+# what the worker imports leaves the GIL off (PYTHON_GIL unset, so nothing forces it).
+RUN --mount=type=bind,from=build,source=/src/tools,target=/src/tools \
+    bash /src/tools/freethreaded.sh check --venv /opt/lab && lab --help >/dev/null
 
 CMD ["lab", "worker", "threads"]
