@@ -76,10 +76,10 @@ soak: setup          ## benchmark: SOAK_TASKS mixed tasks, a worker SIGKILLed an
 demo: setup          ## fresh machine -> stack -> short comparison -> results/demo/summary.json
 	$(BIN)/lab demo
 
-test: setup lint compose-v2 system-deps system-deps-monitoring  ## the whole suite (real Redis, real workers, real Flower, compose)
+test: setup lint freethreaded compose-v2 system-deps system-deps-monitoring  ## the whole suite (real Redis, real workers, real Flower, compose)
 	$(BIN)/pytest
 
-test-fast: setup compose-v2  ## the quick loop: everything not marked slow/compose/monitoring
+test-fast: setup freethreaded compose-v2  ## the quick loop: everything not marked slow/compose/monitoring
 	$(BIN)/pytest -m "not slow and not compose and not monitoring"
 
 test-compose: setup compose-v2 system-deps  ## docker-compose.yml for real: Docker + Compose v2 where an engine answers, else podman (LAB_COMPOSE_ENGINE forces)

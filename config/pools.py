@@ -3,7 +3,8 @@
 `threads`, `gevent`, `eventlet` and `solo` run every task in one interpreter, so on CPython with
 a GIL they run Python code on one core at a time whatever their concurrency; `prefork` runs one
 process per slot and can keep `min(concurrency, cores)` cores busy. That number, `usable_cores`,
-is the `U` of the lab's throughput model (tasks.workloads).
+is the `U` of the lab's throughput model (tasks.workloads). `threads-ft` is Celery's threads
+pool on a free-threaded CPython (`make freethreaded`), where threads run Python in parallel.
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ class Pool:
     celery_pool: str  # `celery worker --pool`
     parallel: bool  # runs Python code on several cores at once
     default_concurrency: int  # 0: the number of cores
+    free_threaded: bool = False  # runs on the free-threaded interpreter, and refuses to run with a GIL
+
+    @property
+    def env_name(self) -> str:
+        """Its part of an environment variable's name (`LAB_THREADS_FT_CONCURRENCY`)."""
+        return self.name.upper().replace("-", "_")
 
     def usable_cores(self, concurrency: int, cores: int | None = None) -> int:
         """Cores this pool can keep busy with Python code at `concurrency`."""
@@ -36,6 +43,7 @@ POOLS: Final = {
         Pool("gevent", "gevent", parallel=False, default_concurrency=100),
         Pool("eventlet", "eventlet", parallel=False, default_concurrency=100),
         Pool("solo", "solo", parallel=False, default_concurrency=1),
+        Pool("threads-ft", "threads", parallel=True, default_concurrency=8, free_threaded=True),
     )
 }
 POOL_NAMES: Final = tuple(POOLS)

@@ -22,6 +22,7 @@ from config.constants import ENV_PREFIX
 from config.errors import UserError
 from config.pools import POOL_NAMES, POOLS
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BROKER_SCHEMES = ("redis", "rediss", "unix")
 STATE_FILE = "stack.json"
 # Everything between `scheme://` and the last `@` of a URL (user and password, whatever they
@@ -68,6 +69,10 @@ class Settings:
     broker_wait_s: int = 60  # how long an entry point waits for Redis to answer (containers start first)
     probes: bool = False  # register the test and claim tasks (tasks.probes) in the worker
     latency_server: str | None = None  # host:port of the latency server `mixed` tasks ask (socket I/O)
+    # The free-threaded interpreter of `threads-ft` workers (`make freethreaded` makes it), and the
+    # flag such a worker runs with: refuse to start if its GIL is on (tasks.interpreter).
+    freethreaded_python: Path = field(default_factory=lambda: PROJECT_ROOT / ".venv-ft" / "bin" / "python")
+    require_no_gil: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -85,7 +90,7 @@ class Settings:
                 values[name] = _parse(name, raw, parse)
         concurrency = _default_concurrency()
         for pool in POOL_NAMES:
-            raw = env.get(f"{ENV_PREFIX}{pool.upper()}_CONCURRENCY")
+            raw = env.get(f"{ENV_PREFIX}{POOLS[pool].env_name}_CONCURRENCY")
             if raw:
                 concurrency[pool] = int(_parse(f"{pool}_concurrency", raw, int))  # type: ignore[call-overload]
         values["concurrency"] = concurrency
@@ -101,7 +106,7 @@ class Settings:
         env = {ENV_PREFIX + name.upper(): _format(getattr(self, name)) for name in _PARSERS}
         env = {key: value for key, value in env.items() if value != ""}
         for pool, count in self.concurrency.items():
-            env[f"{ENV_PREFIX}{pool.upper()}_CONCURRENCY"] = str(count)
+            env[f"{ENV_PREFIX}{POOLS[pool].env_name}_CONCURRENCY"] = str(count)
         return env
 
     # -- derived values -------------------------------------------------------------
@@ -218,6 +223,8 @@ _PARSERS: dict[str, type | object] = {
     "broker_wait_s": _parse_int,
     "probes": _parse_bool,
     "latency_server": str,
+    "freethreaded_python": Path,
+    "require_no_gil": _parse_bool,
 }
 
 

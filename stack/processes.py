@@ -17,8 +17,9 @@ from collections.abc import Callable, Mapping
 
 import psutil
 
-from config import Settings
+from config import Settings, SettingsError
 from config.pools import POOLS
+from tasks import interpreter
 from tasks.connections import wait_for_broker
 
 PR_SET_PDEATHSIG = 1
@@ -34,11 +35,24 @@ def worker_name(pool: str, host: str = "%h") -> str:
     return f"{pool}@{host}"
 
 
+def python_for(settings: Settings, pool: str) -> str:
+    """The interpreter a pool's worker runs on: this one, or the free-threaded one for `threads-ft`.
+
+    In the free-threaded image this interpreter already is free-threaded, so it is used as it is.
+    """
+    if not POOLS[pool].free_threaded or interpreter.free_threaded_build():
+        return sys.executable
+    if not settings.freethreaded_python.is_file():
+        raise SettingsError(f"pool {pool} runs on the free-threaded interpreter, not found at "
+                            f"{settings.freethreaded_python}: run `make freethreaded` or set LAB_FREETHREADED_PYTHON")
+    return str(settings.freethreaded_python)
+
+
 def worker_command(settings: Settings, pool: str, concurrency: int | None = None,
                    extra: tuple[str, ...] = ()) -> list[str]:
     """The `celery worker` command line for one pool, consuming that pool's queue."""
     command = [
-        sys.executable, "-m", "celery", "-A", "tasks.celery_app", "worker",
+        python_for(settings, pool), "-m", "celery", "-A", "tasks.celery_app", "worker",
         "--pool", POOLS[pool].celery_pool,
         "--concurrency", str(concurrency or settings.concurrency_for(pool)),
         "--queues", settings.queue_for(pool),
@@ -76,6 +90,8 @@ def exec_worker(settings: Settings, pool: str, concurrency: int | None, extra: t
     """Become the worker (`lab worker`): wait for Redis, then exec Celery in this process."""
     wait_for_broker(settings.require_broker(), settings.broker_wait_s)
     command = worker_command(settings, pool, concurrency, extra)
+    if POOLS[pool].free_threaded:
+        settings = settings.replace(require_no_gil=True)
     os.execve(command[0], command, child_env(settings))
 
 

@@ -88,6 +88,8 @@ def make_app(settings: Settings) -> Celery:
         result_expires=3600,
         task_default_queue=settings.queue_for("threads"),
         worker_hijack_root_logger=False,
+        # Schedules the event flush under kombu's lock (tasks/events.py: a race a free-threaded worker hit).
+        worker_consumer="tasks.events:LabConsumer",
     )
     app.conf.lab_settings = settings
     return app

@@ -4,12 +4,15 @@
 so the tasks are registered here, from `tasks.workloads`. Importing it reads settings from the
 environment but opens no connection. Producers send tasks by name and never import it. The test
 and claim tasks (`tasks.probes`) are registered only when `LAB_PROBES=true`.
+
+It also runs on the free-threaded interpreter (the `threads-ft` pool): everything it imports must
+support running without the GIL (pyproject.toml's core dependencies, tools/freethreaded.sh).
 """
 
 from __future__ import annotations
 
 from config import Settings
-from tasks import latency, ledger, probes, transport
+from tasks import interpreter, latency, ledger, probes, transport
 from tasks.app import make_app
 from tasks.workloads import WORKLOADS
 
@@ -22,3 +25,4 @@ for _workload in WORKLOADS.values():
 if settings.probes:
     probes.register(app)
 latency.use_server(settings.latency_server)  # where `mixed` tasks with socket I/O wait
+interpreter.install(app)  # `inspect stats` says which Python; a threads-ft worker refuses a GIL

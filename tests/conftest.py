@@ -48,7 +48,7 @@ def settings(redis_server: RedisServer, latency_server: LatencyServer, tmp_path:
         queue_prefix=f"t{uuid.uuid4().hex[:8]}",
         flower_port=free_port(),
         state_dir=tmp_path / ".lab",
-        concurrency={"threads": 4, "prefork": 2, "gevent": 50, "eventlet": 50, "solo": 1},
+        concurrency={"threads": 4, "prefork": 2, "gevent": 50, "eventlet": 50, "solo": 1, "threads-ft": 4},
         probes=True,  # tasks.spin, hold, bump, crash_once
         latency_server=f"{latency_server.host}:{latency_server.port}",
     )

@@ -293,7 +293,7 @@ import importlib, sys, sysconfig, warnings
 warnings.simplefilter("error", RuntimeWarning)  # "The global interpreter lock (GIL) has been enabled ..."
 if sysconfig.get_config_var("Py_GIL_DISABLED") != 1:
     sys.exit("not a free-threaded interpreter")
-modules = ("tasks.celery_app", "tasks.transport", "stack.cli", "kombu.transport.redis", "celery.backends.redis",
+modules = ("tasks.celery_app", "tasks.transport", "tasks.workloads", "cli.lab", "kombu.transport.redis", "celery.backends.redis",
            "celery.concurrency.thread", "celery.worker", "celery.apps.worker", "psutil", "yaml", "requests")
 for name in modules:
     try:

@@ -22,16 +22,17 @@ repetitions = 1
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("pool", ["threads", "threads-ft"])
 def test_a_deleted_message_is_reported_lost_and_marks_the_cell(
-        settings: Settings, redis_client: redis.Redis, tmp_path: Path) -> None:
+        pool: str, settings: Settings, redis_client: redis.Redis, tmp_path: Path) -> None:
     ctx = Context(settings, redis_client, tmp_path, ideal=lambda cell, c: None, stall_s=1.0)
-    queue = settings.queue_for("threads")
+    queue = settings.queue_for(pool)
 
     def lose_one() -> None:
         assert redis_client.llen(queue) == CELL.tasks
         assert redis_client.rpop(queue) is not None
 
-    with targets.started(settings, "threads", 2, (), tmp_path / "worker.log") as worker:
+    with targets.started(settings, pool, 2, (), tmp_path / "worker.log") as worker:
         rep = run_repetition(ctx, CELL, settings, worker, between=lose_one)
         clean = run_repetition(ctx, CELL, settings, worker)
 

@@ -25,7 +25,7 @@ TASKS = 600
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("pool", ["prefork", "threads"])
+@pytest.mark.parametrize("pool", ["prefork", "threads", "threads-ft"])
 def test_worker_killed_mid_run_then_restarted_loses_nothing(
     pool: str, app: Celery, settings: Settings, start_worker: Callable[..., Worker], redis_client: redis.Redis
 ) -> None:

@@ -17,7 +17,7 @@ from tests.faults.ledgers import marks
 HOLD_S = 0.5
 
 
-@pytest.mark.parametrize("pool", ["prefork", "threads"])
+@pytest.mark.parametrize("pool", ["prefork", "threads", "threads-ft"])
 def test_warm_shutdown_finishes_running_tasks_and_requeues_the_rest(
     pool: str, app: Celery, settings: Settings, start_worker: Callable[..., Worker], redis_client: redis.Redis
 ) -> None:

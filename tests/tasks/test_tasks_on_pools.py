@@ -8,7 +8,7 @@ from celery import Celery
 from config import Settings
 from stack.workers import Worker
 
-POOLS = ["threads", "prefork"]
+POOLS = ["threads", "prefork", "threads-ft"]  # threads-ft: the same tasks without a GIL
 
 
 @pytest.mark.parametrize("pool", POOLS)
