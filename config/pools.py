@@ -4,7 +4,8 @@
 a GIL they run Python code on one core at a time whatever their concurrency; `prefork` runs one
 process per slot and can keep `min(concurrency, cores)` cores busy. That number, `usable_cores`,
 is the `U` of the lab's throughput model (tasks.workloads). `threads-ft` is Celery's threads
-pool on a free-threaded CPython (`make freethreaded`), where threads run Python in parallel.
+pool on a free-threaded CPython (`make freethreaded`), where threads run Python in parallel;
+`prefork-ft` is prefork there too, so each pool is compared on both interpreters.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ POOLS: Final = {
         Pool("eventlet", "eventlet", parallel=False, default_concurrency=100),
         Pool("solo", "solo", parallel=False, default_concurrency=1),
         Pool("threads-ft", "threads", parallel=True, default_concurrency=8, free_threaded=True),
+        Pool("prefork-ft", "prefork", parallel=True, default_concurrency=0, free_threaded=True),
     )
 }
 POOL_NAMES: Final = tuple(POOLS)
@@ -60,3 +62,11 @@ def check_pools(names: tuple[str, ...]) -> tuple[str, ...]:
         if name not in POOLS:
             raise ValueError(f"unknown pool {name!r}; expected one of {', '.join(POOL_NAMES)}")
     return names
+
+
+def pool_label(name: str, python: str | None) -> str:
+    """How reports name a pool: `threads`, or `threads@3.13t` when it ran on a free-threaded Python."""
+    if not python or not python.endswith("t"):
+        return name
+    major_minor = ".".join(python.rstrip("t").split(".")[:2])
+    return f"{POOLS[name].celery_pool}@{major_minor}t" if name in POOLS else f"{name}@{major_minor}t"

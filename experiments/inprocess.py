@@ -9,8 +9,10 @@ same work gives the queue's own overhead per task.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import statistics
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -96,3 +98,39 @@ def measure(pattern: str, workers: int, tasks: int, work: int, repetitions: int 
 
 def sweep(workers: Sequence[int], tasks: int, work: int, repetitions: int = 3) -> list[InProcessResult]:
     return [measure(pattern, n, tasks, work, repetitions) for pattern in PATTERNS for n in workers]
+
+
+def sweep_on(python: str, workers: Sequence[int], tasks: int, work: int, repetitions: int = 3) -> list[InProcessRow]:
+    """The same sweep on another interpreter (the free-threaded one), in a process of its own."""
+    code = (f"import json; from experiments.inprocess import sweep; "
+            f"print(json.dumps([r.as_dict() for r in sweep({list(workers)}, {tasks}, {work}, {repetitions})]))")
+    return list(json.loads(_run_on(python, code)))
+
+
+def single_thread_cost(python: str, work: int, calls: int = 40) -> dict[str, float | str]:
+    """One `square(work)` call's CPU time on an interpreter, alone on one thread (median of `calls`).
+
+    The free-threaded build pays for its missing GIL in single-thread speed (3.13t disables the
+    specialising interpreter): this is the price a threads worker there pays per task.
+    """
+    code = ("import json, statistics, time; from tasks.work import square\n"
+            f"square(3, {work})\n"
+            "samples = []\n"
+            f"for _ in range({calls}):\n"
+            "    t = time.thread_time(); square(3, " + str(work) + "); samples.append(time.thread_time() - t)\n"
+            "print(json.dumps({'cpu_s': statistics.median(samples)}))")
+    return {"python": python_label(python), **json.loads(_run_on(python, code))}
+
+
+def python_label(python: str) -> str:
+    """`3.11.7`, or `3.13.5t` for a free-threaded build: how reports name an interpreter."""
+    return _run_on(python, "import platform, sysconfig; print(platform.python_version() + "
+                           "('t' if sysconfig.get_config_var('Py_GIL_DISABLED') == 1 else ''))")
+
+
+def _run_on(python: str, code: str) -> str:
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        last = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+        raise RuntimeError(f"{python}: {last[0]}")
+    return done.stdout.strip().splitlines()[-1]

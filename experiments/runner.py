@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from rich.console import Console
 
 from config import Settings
 from config.pools import POOLS
-from experiments import enqueue_bench, redis_stats
+from experiments import enqueue_bench, inprocess, redis_stats
 from experiments.environment import describe, task_cpu_seconds
 from experiments.flower_check import FlowerCheck
 from experiments.measure import Context, cell_settings, measure_cell, worker_for
@@ -34,6 +35,7 @@ from stack.latency_server import LatencyServer
 from stack.redis_server import RedisServer, free_port
 from stack.workers import Flower
 from tasks import connections
+from tasks.work import DEFAULT_SQUARE_WORK
 from tasks.workloads import call_label
 
 SPEC_COPY = "experiment.toml"
@@ -212,7 +214,17 @@ def _environment(experiment: Experiment, settings: Settings, client: Any, broker
     env["task_cpu_s_before_run"] = {name: task_cpu_seconds(c.workload, c.param) for name, c in sorted(measured.items())}
     env.update({"loglevel": settings.loglevel, "visibility_timeout": settings.visibility_timeout,
                 "flower": experiment.flower, "broker": broker, "enqueue_method": enqueue_bench.USED_BY_RUNNER})
+    if any(POOLS[cell.pool].free_threaded for cell in experiment.cells):
+        env["single_thread_square"] = _single_thread_costs(experiment, settings)
     return env
+
+
+def _single_thread_costs(experiment: Experiment, settings: Settings) -> dict[str, Any]:
+    """One square's CPU time alone on one thread, on each interpreter the run's pools use, in-process."""
+    work = next((int(c.param["work"]) for c in experiment.cells if c.workload == "square"), DEFAULT_SQUARE_WORK)
+    pythons = (sys.executable, str(settings.freethreaded_python))
+    costs = [inprocess.single_thread_cost(python, work) for python in pythons]
+    return {"work": work, **{str(cost["python"]): {"cpu_ms": round(float(cost["cpu_s"]) * 1000, 3)} for cost in costs}}
 
 
 def _ideal_from(environment: dict[str, Any]) -> Callable[[Cell, int], float | None]:

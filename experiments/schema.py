@@ -46,6 +46,8 @@ class CellResult(TypedDict):
     id: str
     label: str
     pool: str
+    python: str | None  # the worker's interpreter (`3.13.5t` for a free-threaded one)
+    pool_label: str  # `threads`, or `threads@3.13t` (config.pools.pool_label)
     workload: str
     concurrency: int
     tasks: int
@@ -186,6 +188,8 @@ class SideResults(TypedDict):
     shared_state: list[SharedStateRow]
     crash: list[CrashRow]
     mixed: list[RoutingRow]
+    inprocess_ft: NotRequired[list[InProcessRow]]  # the article's patterns on the free-threaded interpreter
+    freethreaded_python: NotRequired[str]  # e.g. 3.13.5t
 
 
 class ConvoyPoint(TypedDict):
@@ -213,3 +217,4 @@ class Verdict(TypedDict):
     figure: float | None
     unit: str
     detail: str
+    interpreter: NotRequired[str]  # claim 1 is judged per interpreter

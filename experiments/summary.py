@@ -17,7 +17,7 @@ import math
 import statistics
 from typing import Any
 
-from config.pools import POOLS
+from config.pools import POOLS, pool_label
 from experiments import redis_stats
 from experiments.measure import CellRun, Repetition
 from experiments.schema import CellResult, FlowerChecks, Percentiles, RedisCalls
@@ -38,6 +38,8 @@ def cell_result(run: CellRun) -> CellResult:
         "id": cell.id,
         "label": cell.label,
         "pool": cell.pool,
+        "python": run.target.python,
+        "pool_label": pool_label(cell.pool, run.target.python),
         "workload": cell.workload,
         "concurrency": run.target.concurrency,
         "tasks": cell.tasks,

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 from celery import Celery
@@ -39,6 +40,7 @@ class Target:
     startup_s: float | None
     pid: int | None
     attached: bool = False
+    python: str | None = None  # the worker's interpreter, as it reports it (`3.13.5t`: free-threaded)
 
     def memory_mb(self) -> float | None:
         """USS of the worker and its children; None when the process is not visible here."""
@@ -70,7 +72,8 @@ def started(settings: Settings, pool: str, concurrency: int, extra: tuple[str, .
     try:
         worker.start(timeout=120)
         with client_app(settings) as app:
-            yield Target(settings, app, worker.name, pool, concurrency, worker.startup_s, worker.pid)
+            python = _python(app.control.inspect([worker.name], timeout=5).stats() or {}, worker.name)
+            yield Target(settings, app, worker.name, pool, concurrency, worker.startup_s, worker.pid, python=python)
     finally:
         worker.stop(grace=30)
 
@@ -85,7 +88,13 @@ def attached(settings: Settings, pool: str) -> Iterator[Target]:
             raise TargetError(f"no running {pool} worker answered; start the stack (make up) or drop --attach")
         info = stats[names[0]]
         concurrency = int(info.get("pool", {}).get("max-concurrency", 0)) or 1
-        yield Target(settings, app, names[0], pool, concurrency, None, _local_pid(info.get("pid")), attached=True)
+        yield Target(settings, app, names[0], pool, concurrency, None, _local_pid(info.get("pid")), attached=True,
+                     python=_python(stats, names[0]))
+
+
+def _python(stats: dict[str, Any], name: str) -> str | None:
+    """The interpreter a worker reported in `inspect stats` (tasks.interpreter)."""
+    return stats.get(name, {}).get("interpreter", {}).get("python")
 
 
 def _local_pid(pid: object) -> int | None:

@@ -12,7 +12,7 @@ from experiments.claims.run import load_run
 from experiments.schema import CellResult, Results, SideResults, Verdict
 from report import html, markdown, verdicts
 from report.document import Block, Bullets, Heading, Image, Paragraph, Table
-from report.plots import COLOURS, num
+from report.plots import COLOURS, label_of, num
 
 Cells = list[CellResult]
 STATEMENTS = {
@@ -32,7 +32,7 @@ def _series_plot(cells: Cells, label: str, field: str, title: str, ylabel: str, 
     for pool in pools:
         series = sorted((c for c in cells if c["label"] == label and c["pool"] == pool), key=lambda c: c["concurrency"])
         xs = [c["concurrency"] for c in series]
-        axes.plot(xs, [num(c, field) for c in series], marker="o", color=COLOURS.get(pool), label=pool)
+        axes.plot(xs, [num(c, field) for c in series], marker="o", color=COLOURS.get(pool), label=label_of(series[0]))
         if ideal:
             axes.plot(xs, [num(c, "ideal_per_s") for c in series], linestyle="--", color=COLOURS.get(pool), alpha=0.5,
                       label=f"{pool} ideal")
@@ -58,7 +58,8 @@ def _plots(results: Results, side: SideResults) -> dict[int | str, Figure]:
     inproc = side["inprocess"]
     runaway = side["runaway"]
     crash = side["crash"]
-    return {
+    free_threaded = _free_threaded_plots(cells, side)
+    return free_threaded | {
         1: _series_plot(cells, "claim1", "throughput_per_s", "square: throughput vs concurrency", "tasks/s", True),
         "1b": _bars([f"{r['pattern']} x{r['workers']}" for r in inproc], [r["throughput_per_s"] for r in inproc],
                     "square without a queue (article's patterns)", "tasks/s"),
@@ -74,6 +75,38 @@ def _plots(results: Results, side: SideResults) -> dict[int | str, Figure]:
     }
 
 
+def _free_threaded_plots(cells: Cells, side: SideResults) -> dict[int | str, Figure]:
+    """Claim 1 on the free-threaded interpreter, when the run measured it."""
+    if not any(c["label"] == "claim1-ft" for c in cells):
+        return {}
+    inproc = side.get("inprocess_ft", [])
+    plots: dict[int | str, Figure] = {"1ft": _series_plot(cells, "claim1-ft", "throughput_per_s",
+                                                        "square without the GIL: throughput vs concurrency",
+                                                        "tasks/s", True)}
+    if inproc:
+        plots["1ftb"] = _bars([f"{r['pattern']} x{r['workers']}" for r in inproc],
+                              [r["throughput_per_s"] for r in inproc],
+                              "square without a queue, free-threaded (article's patterns)", "tasks/s")
+    return plots
+
+
+def _claim_blocks(verdict: Verdict, images: dict[int | str, str]) -> list[Block]:
+    claim = verdict["claim"]
+    free_threaded = verdict.get("interpreter", "3.11") != "3.11"
+    key: int | str = "1ft" if free_threaded else claim
+    heading = f"Claim {claim}: {STATEMENTS[claim]}"
+    if free_threaded:
+        heading = f"Claim 1 without the GIL (Python {verdict['interpreter']}): does one thread still run at a time?"
+    plainly = ""
+    if free_threaded:
+        plainly = (" Without the GIL the claim **does not hold**: threads keep several cores busy."
+                   if verdict["verdict"] != "holds" else " Even without the GIL the claim held here: see the figure.")
+    blocks: list[Block] = [Heading(heading), Paragraph(f"**{verdict['verdict']}**: {verdict['figure']} "
+                                                       f"{verdict['unit']}. {verdict['detail']}.{plainly}")]
+    blocks += [Image(images[k], f"claim {claim}") for k in (key, f"{key}b") if k in images]
+    return blocks
+
+
 def _knob_table(cells: Cells) -> Table:
     rows = [(c["label"].removeprefix("knob-"), c["pool"], f"{c['throughput_per_s']:.1f}",
              f"{c.get('p99_s') or 0:.3f}", str(c["lost"]))
@@ -84,25 +117,19 @@ def _knob_table(cells: Cells) -> Table:
 def _blocks(results: Results, side: SideResults, found: list[Verdict], images: dict[int | str, str]) -> list[Block]:
     blocks: list[Block] = [
         Heading("Every claim of the article, measured", 1),
-        Table(("claim", "verdict", "figure", "unit"),
-              tuple((str(v["claim"]), v["verdict"], str(v["figure"]), v["unit"]) for v in found)),
+        Table(("claim", "Python", "verdict", "figure", "unit"),
+              tuple((str(v["claim"]), v.get("interpreter", "3.11"), v["verdict"], str(v["figure"]), v["unit"])
+                    for v in found)),
     ]
     for verdict in found:
-        claim = verdict["claim"]
-        blocks += [Heading(f"Claim {claim}: {STATEMENTS[claim]}"),
-                   Paragraph(f"**{verdict['verdict']}**: {verdict['figure']} {verdict['unit']}. {verdict['detail']}."),
-                   Image(images[claim], f"claim {claim}")]
-        if claim == 1:
-            blocks.append(Image(images["1b"], "the same work with threading/concurrent.futures/multiprocessing"))
+        blocks += _claim_blocks(verdict, images)
     mixed = side["mixed"]
     blocks += [Heading("Routing a mixed workload"),
                Paragraph("80 % sleep, 20 % square: one pool alone, both pools on one queue, or CPU tasks routed "
                          "to prefork and I/O tasks to threads."),
                Bullets(tuple(f"{m['scenario']}: {m['throughput_per_s']:.1f} tasks/s, lost {m['lost']}" for m in mixed)),
                Image(images["mixed"], "mixed workload"),
-               Heading("Tuning knobs"), _knob_table(results["cells"]),
-               Paragraph("Free-threaded CPython (3.13t/3.14t) is not installable on this machine; the compose "
-                         "profile `freethreaded` builds a worker on it but is untested here.")]
+               Heading("Tuning knobs"), _knob_table(results["cells"])]
     return blocks
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from experiments.schema import CellResult, ExperimentInfo, Results
 from report import findings, verdicts
 from report.document import Block, Bullets, Heading, Image, Paragraph, Table
+from report.plots import label_of
 from tasks.workloads import call_label
 
 WARN = "⚠"
@@ -71,7 +72,7 @@ def _summary_table(cells: list[CellResult]) -> Table:
         mark = "" if c.get("healthy", True) else f" {WARN}"
         timing = "" if c["timing"] else " (timing off)"
         rows.append((
-            f"{c['id']}{mark}", c["pool"], _workload(c) + timing, str(c["concurrency"]),
+            f"{c['id']}{mark}", label_of(c), _workload(c) + timing, str(c["concurrency"]),
             c["arrival"] + (f" {c['arrival_rate_per_s']:g}/s" if c.get("arrival_rate_per_s") else ""),
             f"{c['tasks']}×{c['repetitions']}" + (f"+{n} untimed" if (n := c.get("untimed_repetitions")) else ""),
             str(c["completed"]), str(c["lost"]), str(c["duplicated"]),
@@ -97,7 +98,7 @@ def _model_section(cells: list[CellResult]) -> list[Block]:
     modelled = [c for c in cells if c["ideal_per_s"] is not None and c["arrival"] != "rate"]
     if not modelled:
         return []
-    rows = tuple((c["id"], str(c["concurrency"]), str(c.get("usable_cores", "-")), _num(c["task_cpu_s"], 4),
+    rows = tuple((c["id"], str(c["concurrency"]), str(c.get("usable_cores", "-")), _num(c.get("task_cpu_s"), 4),
                   _io_requested(c), _num(c["ideal_per_s"]), _num(c["throughput_per_s"]), _pct(c["efficiency"]),
                   _inflation(c)) for c in modelled)
     misses = verdicts.model_misses(modelled)

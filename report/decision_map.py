@@ -170,7 +170,7 @@ def map_blocks(results: Results, convoy: list[ConvoyPoint], images: dict[str, st
     misses = verdicts.model_misses([c for c in cells if c["arrival"] != "rate"])
     out += [Heading("Where the model misses"), Bullets(tuple(
         f"`{c['id']}`: {c['efficiency']:.0%} of the model ({c['throughput_per_s']}/s against {c['ideal_per_s']}/s)"
-        + (f", I/O inflated {c['io_inflation']:.2f}x" if c["io_inflation"] else "") for c in misses)
+        + (f", I/O inflated {c['io_inflation']:.2f}x" if c.get("io_inflation") else "") for c in misses)
         or ("every cell within the tolerance",))]
     totals = findings.accounting(cells)
     out.append(Paragraph(f"Accounting over all cells: sent {totals['sent']}, completed {totals['completed']}, "

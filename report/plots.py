@@ -22,6 +22,7 @@ from tasks.workloads import call_label
 
 Cell = CellResult
 COLOURS = {"prefork": "tab:blue", "threads": "tab:orange", "gevent": "tab:green", "eventlet": "tab:purple",
+           "threads-ft": "tab:red", "prefork-ft": "tab:cyan",
            "solo": "tab:gray"}  # fmt: skip
 MARKERS = {"square": "o", "sleep": "s", "noop": "^"}
 
@@ -29,6 +30,11 @@ MARKERS = {"square": "o", "sleep": "s", "noop": "^"}
 def num(cell: Mapping[str, Any], field: str) -> float:
     """A numeric field of a cell as a float (None, for a cell that did not measure it, as 0)."""
     return float(cell[field] or 0.0)
+
+
+def label_of(cell: Mapping[str, Any]) -> str:
+    """The pool as reports name it: `threads@3.13t` for one that ran on a free-threaded Python."""
+    return str(cell.get("pool_label") or cell["pool"])
 
 
 def workload_key(cell: Cell) -> str:
@@ -105,7 +111,8 @@ def _throughput(cells: list[Cell], verdict: str) -> Figure | None:
             y = [num(c, "throughput_per_s") for c in series]
             low = [max(0.0, v - num(c, "throughput_min")) for v, c in zip(y, series, strict=True)]
             high = [max(0.0, num(c, "throughput_max") - v) for v, c in zip(y, series, strict=True)]
-            axes.errorbar(x, y, yerr=[low, high], marker="o", capsize=3, color=COLOURS.get(pool), label=pool)
+            axes.errorbar(x, y, yerr=[low, high], marker="o", capsize=3, color=COLOURS.get(pool),
+                          label=label_of(series[0]))
             for cell in series:
                 _annotate(axes, cell)
         ideal = _ideal_line(members)
@@ -154,7 +161,7 @@ def _efficiency(cells: list[Cell], _verdict: str) -> Figure | None:
         for pool, series in _series(group_cells, "efficiency").items():
             axes.plot([c["concurrency"] for c in series], [num(c, "efficiency") for c in series],
                       marker=MARKERS.get(series[0]["workload"], "o"), color=COLOURS.get(pool),
-                      label=f"{pool} · {group}")  # fmt: skip
+                      label=f"{label_of(series[0])} · {group}")  # fmt: skip
     _mark_unhealthy(axes, members, "efficiency")
     axes.axhline(0.9, linestyle=":", color="gray")
     axes.set_ylim(0, max(1.1, *(num(c, "efficiency") for c in members)) * 1.05)
@@ -174,7 +181,7 @@ def _memory(cells: list[Cell], _verdict: str) -> Figure | None:
         for pool, series in _series(group_cells, "worker_memory_mb").items():
             axes.plot([c["concurrency"] for c in series], [num(c, "worker_memory_mb") for c in series],
                       marker=MARKERS.get(series[0]["workload"], "o"), color=COLOURS.get(pool),
-                      label=f"{pool} · {group}")  # fmt: skip
+                      label=f"{label_of(series[0])} · {group}")  # fmt: skip
     axes.set_ylabel("MB (USS, parent + children)")
     axes.set_ylim(bottom=0)
     _log_x(axes, members)

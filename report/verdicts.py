@@ -140,24 +140,31 @@ def _verdict(claim: int, holds: bool, partly: bool, figure: float | None, unit: 
             "unit": unit, "detail": detail}
 
 
-def gil(cells: Sequence[Cell], cores: int, inprocess: Sequence[InProcessRow | Mapping[str, Any]]) -> Verdict:
-    """Claim 1: prefork/threads square work rate at concurrency = cores; threads flat across concurrency."""
-    threads = _by_concurrency(_cells(cells, "claim1", pool="threads"))
-    prefork = _by_concurrency(_cells(cells, "claim1", pool="prefork"))
+def gil(cells: Sequence[Cell], cores: int, inprocess: Sequence[InProcessRow | Mapping[str, Any]],
+        label: str = "claim1", threads_pool: str = "threads", prefork_pool: str = "prefork",
+        interpreter: str = "3.11") -> Verdict:
+    """Claim 1: prefork/threads square work rate at concurrency = cores; threads flat across concurrency.
+
+    Judged once per interpreter: on a free-threaded CPython (cells labelled `claim1-ft`, pools
+    threads-ft/prefork-ft) threads are expected to scale, and the claim *not* to hold.
+    """
+    threads = _by_concurrency(_cells(cells, label, pool=threads_pool))
+    prefork = _by_concurrency(_cells(cells, label, pool=prefork_pool))
     c = min(cores, max(threads))
     ratio = task_cores(prefork[c]) / task_cores(threads[c])
     flat = max(task_cores(t) for t in threads.values()) / task_cores(threads[1])
     busy = ", ".join(f"c={k}: {task_cores(v):.2f}" for k, v in sorted(threads.items()))
     in_threads = max((r["throughput_per_s"] for r in inprocess if "Thread" in r["pattern"]), default=0.0)
     in_procs = max((r["throughput_per_s"] for r in inprocess if "Process" in r["pattern"]), default=0.0)
-    detail = (f"square at concurrency {c}: prefork {prefork[c]['throughput_per_s']:.1f}/s vs threads "
-              f"{threads[c]['throughput_per_s']:.1f}/s; cores busy with tasks: prefork {task_cores(prefork[c]):.2f} "
-              f"vs threads {task_cores(threads[c]):.2f}; threads by concurrency: {busy} (best/1-thread = "
-              f"{flat:.2f}); in-process best: "
-              f"threads {in_threads:.1f}/s, processes {in_procs:.1f}/s")
+    detail = (f"on Python {interpreter}, square at concurrency {c}: prefork {prefork[c]['throughput_per_s']:.1f}/s vs "
+              f"threads {threads[c]['throughput_per_s']:.1f}/s; cores busy with tasks: prefork "
+              f"{task_cores(prefork[c]):.2f} vs threads {task_cores(threads[c]):.2f}; threads by concurrency: {busy} "
+              f"(best/1-thread = {flat:.2f}); in-process best: threads {in_threads:.1f}/s, processes {in_procs:.1f}/s")
     holds = ratio >= 0.8 * min(c, cores) and flat <= 1.25
-    return _verdict(1, holds, ratio >= 1.3, ratio, "x (prefork/threads square throughput, per CPU-second of task)",
-                    detail)
+    verdict = _verdict(1, holds, ratio >= 1.3, ratio, "x (prefork/threads square throughput, per CPU-second of task)",
+                       detail)
+    verdict["interpreter"] = interpreter
+    return verdict
 
 
 def io(cells: Sequence[Cell]) -> Verdict:
@@ -231,7 +238,14 @@ def shared(states: Sequence[Mapping[str, Any]], crashes: Sequence[Mapping[str, A
 
 
 def judge(results: Results, side: SideResults) -> list[Verdict]:
-    """The six claims' verdicts, from a claims run's results.json and side.json."""
+    """The six claims' verdicts, from a claims run's results.json and side.json.
+
+    Claim 1 is judged again on the free-threaded interpreter when the run measured it.
+    """
     cells, cores_ = results["cells"], side["cores"]
-    return [gil(cells, cores_, side["inprocess"]), io(cells), memory(cells), startup(cells),
-            killable(side["runaway"]), shared(side["shared_state"], side["crash"])]
+    found = [gil(cells, cores_, side["inprocess"])]
+    if _cells(cells, "claim1-ft"):
+        found.append(gil(cells, cores_, side.get("inprocess_ft", []), "claim1-ft", "threads-ft", "prefork-ft",
+                         side.get("freethreaded_python", "free-threaded")))
+    return [*found, io(cells), memory(cells), startup(cells), killable(side["runaway"]),
+            shared(side["shared_state"], side["crash"])]

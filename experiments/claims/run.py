@@ -51,6 +51,10 @@ def side_experiments(settings: Settings, run_dir: Path, console: Console) -> Sid
                              for pool in ("threads", "prefork") for late in (True, False)]),
         ("mixed", lambda s: [m.as_dict() for m in routing.run_mixed(s, logs)]),
     ]
+    if settings.freethreaded_python.is_file():  # claim 1's in-process patterns without the GIL too
+        python = str(settings.freethreaded_python)
+        steps.insert(1, ("inprocess_ft", lambda s: inprocess.sweep_on(python, [1, 2, 4], 60, 400_000)))
+        steps.insert(2, ("freethreaded_python", lambda s: inprocess.python_label(python)))
     side: dict[str, Any] = {"cores": os.cpu_count() or 1}
     with RedisServer(run_dir / "side-redis") as server:
         side_settings = settings.replace(broker_url=server.url, probes=True)
