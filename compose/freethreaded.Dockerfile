@@ -1,4 +1,4 @@
-# A threads worker on free-threaded CPython (no GIL): claim 1's counter-experiment (docs/freethreaded.md).
+# A threads worker on free-threaded CPython (no GIL), pool threads-ft: claim 1's counter-experiment (docs/freethreaded.md).
 #
 # The interpreter is built here by the same script, from the same Debian source package and with the
 # same configure flags as `make freethreaded` on a machine (tools/freethreaded.sh): no registry and
@@ -7,7 +7,7 @@
 #
 #   docker buildx build -f compose/freethreaded.Dockerfile \
 #       --build-arg BASE_IMAGE=localhost/debian:bookworm-py --build-arg DEBIAN_MIRROR="$(bash tools/debian-mirror.sh)" \
-#       --secret id=pip-ca,src=/etc/ssl/certs/ca-certificates.crt -t celery-concurrency-lab-ft .
+#       --secret id=host_ca,src=/etc/ssl/certs/ca-certificates.crt -t celery-concurrency-lab-ft .
 #
 # Only the worker's own dependencies ([project] dependencies of pyproject.toml) are installed: Flower,
 # gevent, eventlet and matplotlib are not needed by a threads worker, and every C extension in the venv
@@ -35,9 +35,9 @@ RUN rm -rf /opt/cpython-${FT_PYTHON}t/lib/python${FT_PYTHON}t/test \
 
 COPY . /src
 # PyPI is reached through a TLS proxy on the lab's machines: its CA comes in as the optional secret
-# `pip-ca` for this step only (not in any layer); without it pip uses its own bundle.
-RUN --mount=type=secret,id=pip-ca,required=false \
-    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+# `host_ca` (as for the main Dockerfile) for this step only (not in any layer); without it pip uses its own bundle.
+RUN --mount=type=secret,id=host_ca,required=false \
+    if [ -s /run/secrets/host_ca ]; then export PIP_CERT=/run/secrets/host_ca; fi \
     && bash /src/tools/freethreaded.sh venv /opt/lab --no-editable
 
 FROM ${BASE_IMAGE}
@@ -64,4 +64,4 @@ WORKDIR /home/lab
 RUN --mount=type=bind,from=build,source=/src/tools,target=/src/tools \
     bash /src/tools/freethreaded.sh check --venv /opt/lab && lab --help >/dev/null
 
-CMD ["lab", "worker", "threads"]
+CMD ["lab", "worker", "threads-ft"]
