@@ -1,6 +1,7 @@
 """The run ledger: a burst on many threads recorded exactly once, and its timing lines read back."""
 
 import math
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -10,7 +11,7 @@ from celery import Celery
 from config import Settings
 from producer.publish import SendPlan, publish
 from stack.workers import Worker
-from tasks.ledger import RunLedger, Timings, timing_line
+from tasks.ledger import RECORD_SCRIPT, Duplicate, RunLedger, Timings, keys, timing_line
 
 
 def test_a_burst_on_64_threads_is_recorded_exactly_once(
@@ -39,3 +40,21 @@ def test_timings_give_drain_rate_from_first_start_to_last_finish() -> None:
     assert timings.queue_wait.percentile(1.0) == pytest.approx(1.0)
     assert math.isnan(Timings().drain_rate())
     assert timings.io_observed.total == 1 and timings.io_observed.percentile(0.5) == pytest.approx(1.1, rel=0.015)
+
+
+def test_a_retried_record_counts_once_and_another_ending_counts_again(redis_client: redis.Redis) -> None:
+    """A retry whose first attempt ran (its reply lost) carries the same token: not a duplicate."""
+    script = redis_client.register_script(RECORD_SCRIPT)
+    run_id = uuid.uuid4().hex[:12]
+    line = timing_line(1.0, 1.1, 1.2, 0.1, None, "SUCCESS", "threads@a")
+    first = ["SUCCESS", "task-1", "threads@a", line, "threads@a 7 1", "token-1"]
+    assert script(keys=keys(run_id), args=first) == 1
+    assert script(keys=keys(run_id), args=first) == -1
+    again = ["SUCCESS", "task-1", "threads@b", line, "threads@b 9 1", "token-2"]
+    assert script(keys=keys(run_id), args=again) == 2
+    ledger = RunLedger(redis_client, run_id)
+    acc = ledger.account(1, [])
+    assert (acc.completed, acc.duplicated, acc.lost) == (2, 1, 0)
+    assert ledger.duplicates() == [Duplicate("task-1", "threads@a", "threads@b")]
+    ledger.delete()
+    assert not any(redis_client.exists(name) for name in keys(run_id))
