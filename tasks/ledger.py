@@ -45,7 +45,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -63,6 +63,7 @@ RUN_HEADER: Final = "lab_run"
 SENT_HEADER: Final = "lab_sent"
 TIMING_HEADER: Final = "lab_timing"
 UNACKED_KEY: Final = Channel.unacked_key  # where kombu (and tasks.transport) keep delivered, unacked messages
+UNACKED_INDEX_KEY: Final = Channel.unacked_index_key  # their delivery times (a sorted set)
 PARTS: Final = ("count", "seen", "worker", "dups", "timings", "last")
 MAX_LEDGER_CONNECTIONS = 10_000  # at most one per concurrent task of a worker process
 DRAIN_CHUNK = 5000
@@ -301,6 +302,16 @@ class RunLedger:
         lines = self.client.lrange(key(self.run_id, "dups"), 0, -1)
         return [Duplicate(*_text(line).split(" ", 2)) for line in lines]
 
+    def duplicate_count(self) -> int:
+        """Extra endings so far: the index the next one will have in `duplicates()`."""
+        return int(self.client.llen(key(self.run_id, "dups")))
+
+    def not_ended(self, task_ids: Collection[str]) -> set[str]:
+        """Those of `task_ids` that have not ended yet (needs a run that records timings)."""
+        ids = list(task_ids)
+        ended = self.client.hmget(key(self.run_id, "seen"), ids) if ids else []
+        return {task_id for task_id, times in zip(ids, ended, strict=True) if times is None}
+
     def wait(self, expected: int, timeout: float, on_progress: Callable[[int], None] | None = None,
              queues: Sequence[str] = (), stall_s: float | None = None, poll_s: float = 0.05,
              broker_patience_s: float = 60.0, drain_every_s: float = 1.0) -> WaitResult:
@@ -374,6 +385,15 @@ def unacked_for(client: redis.Redis, queues: Sequence[str]) -> int:
             continue
         count += routing_key in queues
     return count
+
+
+def unacked_delivered_before(client: redis.Redis, when: float) -> int:
+    """Messages delivered to a worker before `when` (epoch seconds) and still not acknowledged.
+
+    After a fault strikes at `when`, this reaching 0 means every message a worker held then was
+    acknowledged or handed out again (kombu's sweep restores it once the visibility timeout passed).
+    """
+    return int(client.zcount(UNACKED_INDEX_KEY, "-inf", f"({when}"))
 
 
 def pool_of(worker: str) -> str:

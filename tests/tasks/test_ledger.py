@@ -3,6 +3,7 @@
 import math
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis
@@ -10,8 +11,19 @@ from celery import Celery
 
 from config import Settings
 from producer.publish import SendPlan, publish
+from stack.redis_server import RedisServer
 from stack.workers import Worker
-from tasks.ledger import RECORD_SCRIPT, Duplicate, RunLedger, Timings, keys, timing_line
+from tasks.connections import redis_client as redis_client_for
+from tasks.ledger import (
+    RECORD_SCRIPT,
+    UNACKED_INDEX_KEY,
+    Duplicate,
+    RunLedger,
+    Timings,
+    keys,
+    timing_line,
+    unacked_delivered_before,
+)
 
 
 def test_a_burst_on_64_threads_is_recorded_exactly_once(
@@ -58,3 +70,23 @@ def test_a_retried_record_counts_once_and_another_ending_counts_again(redis_clie
     assert ledger.duplicates() == [Duplicate("task-1", "threads@a", "threads@b")]
     ledger.delete()
     assert not any(redis_client.exists(name) for name in keys(run_id))
+
+
+def test_not_ended_and_duplicate_count_follow_the_records(redis_client: redis.Redis) -> None:
+    script = redis_client.register_script(RECORD_SCRIPT)
+    run_id = uuid.uuid4().hex[:12]
+    ledger = RunLedger(redis_client, run_id)
+    line = timing_line(1.0, 1.1, 1.2, 0.1, None, "SUCCESS", "threads@a")
+    assert ledger.not_ended(["t1", "t2"]) == {"t1", "t2"} and ledger.not_ended([]) == set()
+    for token, task_id in (("a", "t1"), ("b", "t1"), ("c", "t2")):
+        script(keys=keys(run_id), args=["SUCCESS", task_id, "threads@a", line, "w 1 1", token])
+    assert ledger.not_ended(["t1", "t2", "t3"]) == {"t3"}
+    assert ledger.duplicate_count() == len(ledger.duplicates()) == 1
+    ledger.delete()
+
+
+def test_unacked_delivered_before_counts_by_delivery_time(tmp_path: Path) -> None:
+    """A private server: the session's workers sweep the shared `unacked_index`."""
+    with RedisServer(tmp_path / "redis", appendonly=False) as server, redis_client_for(server.url) as client:
+        client.zadd(UNACKED_INDEX_KEY, {"early": 100.0, "edge": 200.0, "late": 300.0})
+        assert [unacked_delivered_before(client, when) for when in (50.0, 200.0, 200.5, 1e10)] == [0, 1, 2, 3]
