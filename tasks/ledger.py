@@ -387,6 +387,20 @@ def unacked_for(client: redis.Redis, queues: Sequence[str]) -> int:
     return count
 
 
+def unacked_task_ids(client: redis.Redis, queues: Sequence[str]) -> set[str]:
+    """Task ids of the messages of `queues` delivered to a worker and not acknowledged: what is in flight."""
+    ids = set()
+    for _, record in client.hscan_iter(UNACKED_KEY):
+        try:
+            message, _exchange, routing_key = json.loads(record)
+            task_id = message["headers"]["id"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if routing_key in queues:
+            ids.add(str(task_id))
+    return ids
+
+
 def unacked_delivered_before(client: redis.Redis, when: float) -> int:
     """Messages delivered to a worker before `when` (epoch seconds) and still not acknowledged.
 

@@ -1,4 +1,4 @@
-"""A worker's ledger record waits for Redis instead of giving up (a restart, a partition).
+"""A worker's ledger record waits for Redis instead of giving up (a restart, a partition); what is in flight.
 
 A record that gave up while the task's ack later went through would make a task that ran look
 lost. Here the record is attempted while the broker's port answers every connection by closing
@@ -11,14 +11,19 @@ from __future__ import annotations
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
+import redis
+from celery import Celery
 from redis.commands.core import Script
 
+from config import Settings
 from stack.processes import wait_until
 from stack.redis_server import RedisServer, free_port
+from stack.workers import Worker
 from tasks.connections import redis_client
-from tasks.ledger import RECORD_SCRIPT, RunLedger, keys, timing_line, writer_client
+from tasks.ledger import RECORD_SCRIPT, RunLedger, keys, timing_line, unacked_task_ids, writer_client
 
 
 class ClosingListener:
@@ -71,3 +76,15 @@ def test_a_record_retries_until_redis_is_back_and_lands_once(tmp_path: Path) -> 
         with redis_client(server.url) as client:
             acc = RunLedger(client, run_id).account(1, [])
     assert (acc.completed, acc.duplicated, acc.lost) == (1, 0, 0)
+
+
+def test_unacked_task_ids_are_what_a_paused_worker_holds(
+    app: Celery, settings: Settings, start_worker: Callable[..., Worker], redis_client: redis.Redis
+) -> None:
+    """A worker holding long tasks: their ids are in flight (unacked) until they end, then none are."""
+    start_worker("threads", concurrency=2)
+    queue = settings.queue_for("threads")
+    results = [app.send_task("tasks.sleep", kwargs={"seconds": 1.0}, queue=queue) for _ in range(2)]
+    wait_until(lambda: unacked_task_ids(redis_client, [queue]) == {r.id for r in results}, 30, "both in flight")
+    assert unacked_task_ids(redis_client, ["elsewhere"]) == set()
+    wait_until(lambda: not unacked_task_ids(redis_client, [queue]), 30, "both acknowledged")
