@@ -17,9 +17,9 @@ A fault has recovered when every worker answers a ping, no message delivered bef
 still unacknowledged (the visibility timeout handed them out again), and every task the workers it
 hit held then (active or prefetched, asked just before) has ended and is held by them no more: a
 partitioned worker that comes back finishes what it still held, and those endings belong to it.
-Duplicates are attributed to a fault by when they were recorded: from its start to the next
-fault's start (the ledger appends them in order), and explained by whether they involve a worker
-it hit.
+Each duplicate is attributed to the fault that caught its task in flight (Redis' unacknowledged
+messages just before the fault, or what the hit workers said they held), else to the fault in
+whose window (its start to the next one's) it was recorded: the ledger appends them in order.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from config import Settings
 from stack.processes import wait_until
 from stack.redis_server import free_port
 from tasks import connections
-from tasks.ledger import Duplicate, RunLedger, pending_in_broker, unacked_delivered_before
+from tasks.ledger import Duplicate, RunLedger, pending_in_broker, unacked_delivered_before, unacked_task_ids
 from tests.compose import engine as en
 
 FAULTS_FILES = (*en.COMPOSE_FILES, en.COMPOSE_DIR / "faults.yml")
@@ -78,7 +78,8 @@ class Fault:
     dups_from: int  # index of its first duplicate in the ledger's list
     wall: float = field(default_factory=time.time)
     started: float = field(default_factory=time.monotonic)
-    held: set[str] = field(default_factory=set)  # task ids the hit workers held when it struck
+    held: set[str] = field(default_factory=set)  # task ids the hit workers said they held when it struck
+    in_flight: set[str] = field(default_factory=set)  # task ids delivered and unacknowledged (Redis) then
     fault_s: float = 0.0  # cut off / down / restarting
     recovered_s: float = 0.0  # from the strike until recovered (module docstring)
     dups_to: int | None = None
@@ -90,16 +91,34 @@ class Fault:
         """The task ran, first or again, on a worker this fault hit."""
         return duplicate.first_worker in self.workers or duplicate.again_worker in self.workers
 
-    def summary(self, duplicates: list[Duplicate]) -> dict[str, Any]:
-        """Its figures, and its duplicates (those recorded in its window) with what explains them."""
-        mine = duplicates[self.dups_from:self.dups_to]
+    def caught(self, task_id: str) -> bool:
+        """The task was in flight when this fault struck (Redis' unacked messages, or a hit worker said so)."""
+        return task_id in self.in_flight or task_id in self.held
+
+    def summary(self, mine: list[Duplicate]) -> dict[str, Any]:
+        """Its figures, and its duplicates (`attribute`) with what explains them."""
         return {"fault": self.name, "workers": list(self.workers), "done_at": self.done_at, "held": len(self.held),
-                "fault_s": round(self.fault_s, 1), "recovered_s": round(self.recovered_s, 1),
-                "duplicated": len(mine),
-                "held_when_struck": sum(d.task_id in self.held for d in mine),
+                "in_flight": len(self.in_flight), "fault_s": round(self.fault_s, 1),
+                "recovered_s": round(self.recovered_s, 1), "duplicated": len(mine),
+                "in_flight_when_struck": sum(self.caught(d.task_id) for d in mine),
                 "first_on_hit_worker": sum(d.first_worker in self.workers for d in mine),
                 "again_on_hit_worker": sum(d.again_worker in self.workers for d in mine),
-                "not_involving_hit_worker": [d.task_id for d in mine if not self.involves(d)]}
+                "not_involving_hit_worker": [d.task_id for d in mine if not self.involves(d)],
+                "duplicates": [[d.task_id, d.first_worker, d.again_worker, self.caught(d.task_id)] for d in mine]}
+
+
+def attribute(faults: list[Fault], duplicates: list[Duplicate]) -> tuple[list[list[Duplicate]], list[Duplicate]]:
+    """Each duplicate to the fault that caught its task in flight (the latest, if several did), else to
+    the fault in whose window it was recorded; the duplicates no fault explains, apart."""
+    mine: list[list[Duplicate]] = [[] for _ in faults]
+    unexplained: list[Duplicate] = []
+    for index, duplicate in enumerate(duplicates):
+        caught = [n for n, fault in enumerate(faults) if fault.caught(duplicate.task_id)]
+        during = [n for n, fault in enumerate(faults)
+                  if fault.dups_from <= index and (fault.dups_to is None or index < fault.dups_to)]
+        chosen = caught or during
+        (mine[chosen[-1]] if chosen else unexplained).append(duplicate)
+    return mine, unexplained
 
 
 @dataclass
@@ -151,6 +170,17 @@ class FaultStack:
                 self.workers[container] = f"{pool}@{self.engine.state(container, '{{.Config.Hostname}}')}"
         wait_until(lambda: answering(app, self.workers.values()) == set(self.workers.values()), 120,
                    "every worker replica answering a ping", interval=0.5)
+
+    def save_logs(self, directory: Path) -> None:
+        """Every container's whole log, one file each, with the stack's passwords masked (a precaution)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        secrets_ = [value for name, value in self.values.items() if "PASSWORD" in name]
+        for container in self.project.containers():
+            result = self.engine.cli("logs", "--timestamps", container, check=False, timeout=120)
+            text = result.stdout + result.stderr
+            for secret in secrets_:
+                text = text.replace(secret, "***")
+            (directory / f"{container}.log").write_text(text)
 
     def down(self) -> subprocess.CompletedProcess[str]:
         return self.project.compose("down", "-v", check=False)
@@ -231,7 +261,8 @@ class Harness:
         held = held_by(self.app, workers) or set()
         if self.faults and self.faults[-1].dups_to is None:
             self.faults[-1].dups_to = self.ledger.duplicate_count()
-        fault = Fault(name, workers, self.ledger.distinct_finished(), self.ledger.duplicate_count(), held=held)
+        fault = Fault(name, workers, self.ledger.distinct_finished(), self.ledger.duplicate_count(), held=held,
+                      in_flight=unacked_task_ids(self.client, self.stack.queues))
         self.faults.append(fault)
         self.on_event(f"{name}: {', '.join(containers)} at {fault.done_at:,} done, holding {len(held)} tasks")
         return fault
@@ -241,7 +272,7 @@ class Harness:
         if answering(self.app, everyone) != everyone or unacked_delivered_before(self.client, fault.wall):
             return False
         still = held_by(self.app, fault.workers)
-        return still is not None and not still & fault.held and not self.ledger.not_ended(fault.held)
+        return still is not None and not still & fault.held and not self.ledger.not_ended(fault.held | fault.in_flight)
 
     def wait_recovered(self, fault: Fault) -> Fault:
         wait_until(safely(lambda: self.recovered(fault)), RECOVERY_TIMEOUT_S, f"{fault.name} recovered",
@@ -284,6 +315,7 @@ class Harness:
         fault = self.strike("rolling restart", list(self.stack.workers))
         for container, worker in self.stack.workers.items():
             fault.held |= held_by(self.app, [worker]) or set()
+            fault.in_flight |= unacked_task_ids(self.client, self.stack.queues)
             self.stack.engine.restart(container)
             wait_answering(self.app, worker, 180)
             self.on_event(f"rolling restart: {container} back after {fault.elapsed():.1f} s")

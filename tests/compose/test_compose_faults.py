@@ -110,6 +110,7 @@ def run_with_fault(env: Stack, tmp_path: Path, strike: Callable[[Harness], Fault
 def print_row(outcome: Outcome, stack: FaultStack) -> None:
     """The fault table's row (docs/faults.md): the accounting, the fault's figures, the producer's view."""
     row = {**outcome.accounting.as_dict(), **outcome.fault.summary(outcome.duplicates)}
+    row.pop("duplicates")
     print(f"\nfault row (vt {stack.visibility_timeout} s): {row}\nproducer said: {outcome.producer}")
 
 
