@@ -52,6 +52,7 @@ from tests.compose.faults import Fault, FaultStack, Harness, attribute, producer
 FAULTS = ("partition", "host loss", "broker restart", "rolling restart")
 DEFAULT_AT = (0.1, 0.3, 0.5, 0.7)
 PRODUCER_TIMEOUT_S = 6 * 3600
+PLAIN_PROGRESS_EVERY_S = 30.0
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -140,13 +141,24 @@ def follow(stack: FaultStack, run_id: str, total: int, schedule: Schedule, conso
     with Progress(*columns, console=console) as progress, stack.clients() as (_, client):
         bar = progress.add_task("ended", total=total, rate="-/s")
         ledger = RunLedger(client, run_id)
-        done = 0
+        done, last_line = 0, time.monotonic()
         while (done < total or not schedule.done.is_set()) and schedule.error is None:
             done = ended(ledger, done)
             rate.add(time.monotonic(), done)
             per_s = rate.per_s()
             progress.update(bar, completed=done, rate=f"{per_s:,.0f}/s" if per_s is not None else "-/s")
+            if not console.is_terminal and time.monotonic() - last_line > PLAIN_PROGRESS_EVERY_S:
+                console.print(plain_progress(progress.tasks[bar].completed, total, per_s,
+                                             progress.tasks[bar].time_remaining))
+                last_line = time.monotonic()
             time.sleep(0.5)
+
+
+def plain_progress(done: float, total: int, per_s: float | None, eta_s: float | None) -> str:
+    """The bar as one line, for a log file (rich draws no live bar where stdout is not a terminal)."""
+    rate = f"{per_s:,.0f}/s" if per_s is not None else "-/s"
+    eta = f"{eta_s / 60:.1f} min" if eta_s is not None else "-"
+    return f"ended {done:,.0f}/{total:,} ({done / total:.0%}), {rate}, ETA {eta}"
 
 
 def ended(ledger: RunLedger, last: int) -> int:
