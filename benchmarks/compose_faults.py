@@ -237,7 +237,7 @@ def table(summary: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    console = Console()
+    console = Console(soft_wrap=True)  # long event lines and the table stay whole in a log file
     summary = run(args, console)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     console.print(table(summary))
