@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup map freethreaded compose-v2 system-deps system-deps-monitoring system-deps-bench doctor bench bench-full bench-net claims up demo soak test test-fast test-compose test-monitoring lint clean
+.PHONY: setup map freethreaded compose-v2 compose-faults system-deps system-deps-monitoring system-deps-bench doctor bench bench-full bench-net claims up demo soak test test-fast test-compose test-monitoring lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,10 @@ up: setup            ## the native stack in the foreground (Ctrl-C stops it); MO
 SOAK_TASKS ?= 100000
 soak: setup          ## benchmark: SOAK_TASKS mixed tasks, a worker SIGKILLed and Redis restarted -> results/soak/summary.json
 	$(BIN)/lab soak --tasks $(SOAK_TASKS) --out results/soak
+
+COMPOSE_FAULTS_TASKS ?= 100000
+compose-faults: setup compose-v2 system-deps  ## benchmark: COMPOSE_FAULTS_TASKS mixed tasks on compose (2 replicas/pool) through a partition, a host loss, a broker restart and a rolling restart -> results/compose-faults/summary.json
+	$(BIN)/python -m benchmarks.compose_faults --tasks $(COMPOSE_FAULTS_TASKS) --out results/compose-faults
 
 demo: setup          ## fresh machine -> stack -> short comparison -> results/demo/summary.json
 	$(BIN)/lab demo

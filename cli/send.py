@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -61,12 +62,16 @@ def chosen_parameters(workload: str, given: dict[str, Any]) -> dict[str, Any]:
 @click.option("--wait/--no-wait", default=False, help="Wait until every task has ended, then summarise.")
 @click.option("--timeout", type=float, default=600.0, help="Seconds to wait at most.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--run-id", default=None, help="The run's id in the ledger (default: a fresh one), to follow it "
+                                             "from elsewhere while it runs.")
 def send(workload: str, count: int, pools: str, rate: float | None, wait: bool, timeout: float, as_json: bool,
-         **parameters: Any) -> None:
+         run_id: str | None, **parameters: Any) -> None:
     """Enqueue COUNT tasks to each chosen pool's queue (nothing is sent if anything is invalid)."""
     if not (math.isfinite(timeout) and timeout > 0):
         raise click.BadParameter(f"must be a positive number of seconds, got {timeout}", param_hint="'--timeout'")
     plan = SendPlan(workload, count, parse_pools(pools), chosen_parameters(workload, parameters), rate=rate)
+    if run_id is not None:
+        plan = dataclasses.replace(plan, run_id=run_id)
     console = Console(stderr=as_json)
     report = run(Settings.from_env(), plan, wait, timeout, console)
     if as_json:

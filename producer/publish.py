@@ -7,6 +7,7 @@ batch has been flushed, so the number reported as sent is what reached Redis.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +29,8 @@ from tasks.workloads import Workload, workload
 
 # How long a batch waits for Redis to come back before the run gives up (exit 2).
 BROKER_RETRY_S = 60.0
+# A run id is part of the ledger's key names (lab:run:<id>:...).
+RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class PlanError(UserError, ValueError):
@@ -58,6 +61,8 @@ class SendPlan:
         check_pools(self.pools)
         check_int("count", self.count, 1, MAX_TASKS_PER_RUN)
         check_int("chunk", self.chunk, 1, 100_000)
+        if not RUN_ID.fullmatch(self.run_id):
+            raise ValueError(f"run id must be 1-64 letters, digits, - or _, got {self.run_id!r}")
         if self.rate is not None:
             check_number("rate", self.rate, 0.0, 1_000_000)
             if self.rate <= 0:

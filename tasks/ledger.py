@@ -13,6 +13,7 @@ atomic step (a reader never sees a count without its timing line):
 * `lab:run:<id>:worker`   hash  task id -> the worker it first ended on
 * `lab:run:<id>:dups`     list  "task-id first-worker again-worker" per extra ending
 * `lab:run:<id>:timings`  list  "sent started finished cpu io state worker" per ending
+* `lab:run:<id>:last`     hash  writer (worker, process, thread) -> token of its last record
 
 `cpu` is the CPU time of the task's own thread from start to finish: the CPU ideal is computed
 from it, in the same seconds as the throughput. `io` is the waiting the task itself observed (a
@@ -24,6 +25,16 @@ Cost: the record used to be a MULTI/EXEC pipeline of three commands (5 commands,
 worker CPU per task, measured with benchmarks/ledger_cost.py); one EVALSHA of a cached script
 is one command. A record is written before the task is acknowledged, so a worker killed between
 the two runs the task again (a duplicate, counted) and never loses its record.
+
+A record is retried until Redis takes it, and retrying is safe. Measured in the compose fault
+runs (tests/compose/test_compose_faults.py): redis-py gives a pooled client's connections no
+retry at all (`Retry(NoBackoff(), 0)`), and a worker whose network had been cut for 20 s failed
+one record a minute later with EPIPE on a pooled connection; the task had run and its ack went
+through, so the ledger showed it lost. A record that gives up while the ack later succeeds
+(Redis restarting, a partition longer than the socket timeout) is that same phantom loss, so the
+writer retries for as long as it takes, as the worker's own broker connection does; the task's
+ack waits behind it. A retry after a reply was lost (the script ran) must not count twice: each
+ending carries a token, and the script skips an ending whose token is already its writer's last.
 """
 
 from __future__ import annotations
@@ -34,13 +45,15 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import redis
 from celery import Celery, signals
 from kombu.transport.redis import Channel
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from tasks.connections import BrokerUnreachable
 from tasks.histogram import Histogram
@@ -50,12 +63,19 @@ RUN_HEADER: Final = "lab_run"
 SENT_HEADER: Final = "lab_sent"
 TIMING_HEADER: Final = "lab_timing"
 UNACKED_KEY: Final = Channel.unacked_key  # where kombu (and tasks.transport) keep delivered, unacked messages
-PARTS: Final = ("count", "seen", "worker", "dups", "timings")
+UNACKED_INDEX_KEY: Final = Channel.unacked_index_key  # their delivery times (a sorted set)
+PARTS: Final = ("count", "seen", "worker", "dups", "timings", "last")
 MAX_LEDGER_CONNECTIONS = 10_000  # at most one per concurrent task of a worker process
 DRAIN_CHUNK = 5000
 
-# KEYS: count, seen, worker, dups, timings. ARGV: state, task id ('' = timing off), worker, timing line.
+RECORD_BACKOFF_CAP_S = 1.0  # a record retries every second at most while Redis does not answer
+RECORD_BACKOFF_BASE_S = 0.01
+
+# KEYS: count, seen, worker, dups, timings, last. ARGV: state, task id ('' = timing off), worker, timing
+# line, writer, token. Returns -1 for a retry of an ending already recorded, else times the task ended.
 RECORD_SCRIPT = """
+if redis.call('HGET', KEYS[6], ARGV[5]) == ARGV[6] then return -1 end
+redis.call('HSET', KEYS[6], ARGV[5], ARGV[6])
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 if ARGV[2] == '' then return 0 end
 local times = redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
@@ -104,11 +124,7 @@ def install(app: Celery) -> None:
         pid = os.getpid()
         with _scripts_lock:  # two threads building clients at once: the loser's is closed by GC mid-use
             if pid not in _scripts:
-                # redis-py caps a pool at 100 connections by default; a threads worker at concurrency 128
-                # needs one per busy thread, or a record fails with MaxConnectionsError (tasks look lost).
-                client = redis.Redis.from_url(app.conf.lab_settings.require_broker(), socket_timeout=10,
-                                              max_connections=MAX_LEDGER_CONNECTIONS)
-                _scripts[pid] = client.register_script(RECORD_SCRIPT)
+                _scripts[pid] = writer_client(app.conf.lab_settings.require_broker()).register_script(RECORD_SCRIPT)
         return _scripts[pid]
 
     @signals.task_prerun.connect(weak=False)
@@ -129,7 +145,21 @@ def install(app: Celery) -> None:
             sent = float(getattr(request, SENT_HEADER, None) or started)
             line = timing_line(sent, started, finished, cpu_now - cpu_at_start, _observed_io(retval), str(state),
                                worker)
-        record()(keys=keys(run_id), args=[state or "UNKNOWN", task_id if line else "", worker, line])
+        writer = f"{worker} {os.getpid()} {threading.get_ident()}"
+        record()(keys=keys(run_id), args=[state or "UNKNOWN", task_id if line else "", worker, line, writer,
+                                          os.urandom(8).hex()])
+
+
+def writer_client(url: str) -> redis.Redis:
+    """The worker's client for records: pooled, thread-safe, and retrying until Redis takes the record.
+
+    Retries forever, backing off to once a second: nothing may be acknowledged without its record.
+    redis-py caps a pool at 100 connections by default; a threads worker at concurrency 128 needs
+    one per busy thread, or a record fails with MaxConnectionsError (tasks look lost).
+    """
+    retry = Retry(ExponentialBackoff(cap=RECORD_BACKOFF_CAP_S, base=RECORD_BACKOFF_BASE_S), retries=-1)
+    return redis.Redis.from_url(url, socket_timeout=10, max_connections=MAX_LEDGER_CONNECTIONS, retry=retry,
+                                retry_on_error=[redis.ConnectionError, redis.TimeoutError])
 
 
 def _observed_io(retval: Any) -> float | None:
@@ -272,6 +302,16 @@ class RunLedger:
         lines = self.client.lrange(key(self.run_id, "dups"), 0, -1)
         return [Duplicate(*_text(line).split(" ", 2)) for line in lines]
 
+    def duplicate_count(self) -> int:
+        """Extra endings so far: the index the next one will have in `duplicates()`."""
+        return int(self.client.llen(key(self.run_id, "dups")))
+
+    def not_ended(self, task_ids: Collection[str]) -> set[str]:
+        """Those of `task_ids` that have not ended yet (needs a run that records timings)."""
+        ids = list(task_ids)
+        ended = self.client.hmget(key(self.run_id, "seen"), ids) if ids else []
+        return {task_id for task_id, times in zip(ids, ended, strict=True) if times is None}
+
     def wait(self, expected: int, timeout: float, on_progress: Callable[[int], None] | None = None,
              queues: Sequence[str] = (), stall_s: float | None = None, poll_s: float = 0.05,
              broker_patience_s: float = 60.0, drain_every_s: float = 1.0) -> WaitResult:
@@ -345,6 +385,29 @@ def unacked_for(client: redis.Redis, queues: Sequence[str]) -> int:
             continue
         count += routing_key in queues
     return count
+
+
+def unacked_task_ids(client: redis.Redis, queues: Sequence[str]) -> set[str]:
+    """Task ids of the messages of `queues` delivered to a worker and not acknowledged: what is in flight."""
+    ids = set()
+    for _, record in client.hscan_iter(UNACKED_KEY):
+        try:
+            message, _exchange, routing_key = json.loads(record)
+            task_id = message["headers"]["id"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if routing_key in queues:
+            ids.add(str(task_id))
+    return ids
+
+
+def unacked_delivered_before(client: redis.Redis, when: float) -> int:
+    """Messages delivered to a worker before `when` (epoch seconds) and still not acknowledged.
+
+    After a fault strikes at `when`, this reaching 0 means every message a worker held then was
+    acknowledged or handed out again (kombu's sweep restores it once the visibility timeout passed).
+    """
+    return int(client.zcount(UNACKED_INDEX_KEY, "-inf", f"({when}"))
 
 
 def pool_of(worker: str) -> str:

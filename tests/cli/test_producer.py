@@ -10,6 +10,7 @@ import redis
 from config import Settings
 from stack.redis_server import free_port
 from stack.workers import Worker
+from tasks.ledger import RunLedger
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -55,6 +56,9 @@ def queued(client: redis.Redis, settings: Settings) -> int:
         (["--task", "mixed", "--io", "carrier-pigeon"], "'carrier-pigeon' is not one of"),
         (["--task", "mixed", "--seconds", "1"], "--seconds does not apply to --task mixed"),
         (["--task", "sleep", "--work", "5"], "--work does not apply to --task sleep"),
+        (["--run-id", "a:b"], "run id must be 1-64 letters"),
+        (["--run-id", ""], "run id must be 1-64 letters"),
+        (["--run-id", "x" * 65], "run id must be 1-64 letters"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_enqueued(
@@ -99,9 +103,11 @@ def test_burst_to_both_pools_is_accounted_for(
     start_worker("threads")
     start_worker("prefork")
     result = run_cli("send", "--task", "square", "-n", "60", "--pool", "both", "--work", "2000",
-                     "--wait", "--json")
+                     "--wait", "--json", "--run-id", "burst-both_1")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
+    assert summary["run_id"] == "burst-both_1"
+    assert RunLedger(redis_client, "burst-both_1").distinct_finished() == 120
     assert summary["sent_per_pool"] == {"threads": 60, "prefork": 60}
     assert summary["sent"] == 120
     assert summary["completed"] == 120

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -158,6 +159,35 @@ class Engine:
         """`save IMAGE` as a stream of the image's layers (docker-archive)."""
         return subprocess.Popen([self.cli_name, "save", image], stdout=subprocess.PIPE, env=self.env(), cwd=ROOT)
 
+    # -- host faults (tests/compose/faults.py) ---------------------------------------------------
+
+    def disconnect(self, network: str, container: str) -> None:
+        """Cut a container off its network: its address is gone, its processes run on."""
+        self.cli("network", "disconnect", network, container)
+
+    def connect(self, network: str, container: str) -> None:
+        self.cli("network", "connect", network, container)
+
+    def crash(self, container: str) -> None:
+        """SIGKILL the container's main process from the host: every process in it dies at once.
+
+        Not `kill`: Docker (checked on 20.10) marks a container it was told to kill as stopped by
+        the user, and `restart: unless-stopped` then leaves it down. A process that dies on its
+        own, as here, is a crash: the restart policy starts the container again.
+        """
+        os.kill(int(self.state(container, "{{.State.Pid}}")), signal.SIGKILL)
+
+    def restart(self, container: str, timeout: float = 600) -> None:
+        """Stop (SIGTERM, then the container's own stop timeout: `stop_grace_period`) and start again."""
+        self.cli("restart", container, timeout=timeout)
+
+    def state(self, container: str, template: str) -> str:
+        return self.cli("inspect", "--format", template, container).stdout.strip()
+
+    def restarts(self, container: str) -> int:
+        """How often the engine restarted the container by its restart policy."""
+        return int(self.state(container, "{{.RestartCount}}"))
+
     def force_remove(self, project: ComposeProject) -> None:
         """Last resort after a failed `down`: remove only this project's containers, volumes, networks."""
         for name in project.containers():
@@ -297,9 +327,10 @@ class ComposeProject:
     name: str
     env_file: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    files: tuple[Path, ...] = COMPOSE_FILES
 
     def command(self, *args: str, profile: str | None = None) -> list[str]:
-        files = [arg for path in COMPOSE_FILES for arg in ("-f", str(path))]
+        files = [arg for path in self.files for arg in ("-f", str(path))]
         profiles = ["--profile", profile] if profile else []
         return [*self.engine.compose_command(), "--env-file", str(self.env_file), "-p", self.name, *files,
                 *profiles, *args]
@@ -308,6 +339,12 @@ class ComposeProject:
                 check: bool = True) -> subprocess.CompletedProcess[str]:
         env = {**self.engine.env(), **self.extra_env}
         return run(self.command(*args, profile=profile), timeout, env, check=check)
+
+    def popen(self, *args: str, log: Path, profile: str | None = None) -> subprocess.Popen[str]:
+        """A compose command in the background: stdout to the caller, stderr into `log`."""
+        with log.open("a") as err:
+            return subprocess.Popen(self.command(*args, profile=profile), env={**self.engine.env(), **self.extra_env},
+                                    cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
 
     def label_filters(self, service: str | None = None) -> list[str]:
         filters = ["--filter", f"label={PROJECT_LABEL}={self.name}"]

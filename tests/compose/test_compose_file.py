@@ -32,6 +32,7 @@ LAB_SERVICES = sorted(name for name, service in SERVICES.items() if service.get(
 SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN", re.I)
 REQUIRED_VAR = re.compile(r"^\$\{(\w+):\?[^}]*\}$")  # ${NAME:?message}: no default, so no value here
 OVERRIDE = yaml.safe_load((ROOT / "compose" / "local-images.yml").read_text())
+FAULTS_OVERRIDE = yaml.safe_load((ROOT / "compose" / "faults.yml").read_text())
 COMPOSE_V2 = ROOT / ".tools" / "docker" / "cli-plugins" / "docker-compose"  # tools/compose-v2.sh
 PROFILES = sorted({profile for service in SERVICES.values() for profile in service.get("profiles", [])})
 
@@ -57,16 +58,48 @@ def parse_like_the_cli(script: str, args: list[str]) -> click.Context:
     return command.make_context(name or "", rest, parent=ctx)
 
 
+def parse_like_the_module(module: str, args: list[str]) -> None:
+    """`python -m MODULE args...` for a module of the project's packages: its own parser accepts the args."""
+    assert module.split(".")[0] in PACKAGES, f"{module} is not a module of the project"
+    importlib.import_module(module).parse_args(args)
+
+
 def test_the_lab_services_are_the_expected_ones() -> None:
-    assert set(LAB_SERVICES) >= {"worker-threads", "worker-prefork", "flower", "producer"}
+    assert set(LAB_SERVICES) >= {"worker-threads", "worker-prefork", "flower", "producer", "latency"}
 
 
 @pytest.mark.parametrize("name", LAB_SERVICES)
 def test_lab_services_run_an_existing_entry_point(name: str) -> None:
+    """A console script of pyproject.toml, or `python -m` a module of the project (the latency server,
+    until `lab` has a command for it), with arguments its parser accepts."""
     args = argv(SERVICES[name])
+    if args[:2] == ["python", "-m"] and len(args) > 2:
+        parse_like_the_module(args[2], args[3:])
+        return
     assert args and args[0] in SCRIPTS, f"{name}: {args} does not start with a console script of pyproject.toml"
     if args[1:] != ["--help"]:
         parse_like_the_cli(args[0], args[1:])
+
+
+def test_workers_reach_the_latency_service_which_needs_no_secret() -> None:
+    """`mixed --io socket` in compose: workers are told where the latency service listens, and wait for it."""
+    latency = SERVICES["latency"]
+    command = argv(latency)
+    port = command[command.index("--port") + 1]
+    assert command[command.index("--host") + 1] == "0.0.0.0" and "ports" not in latency
+    assert not latency.get("environment"), "the latency server needs no broker URL or password"
+    for pool in ("threads", "prefork"):
+        worker = SERVICES[f"worker-{pool}"]
+        assert worker["environment"]["LAB_LATENCY_SERVER"] == f"latency:{port}"
+        assert worker["depends_on"]["latency"]["condition"] == "service_healthy"
+
+
+def test_every_lab_service_gets_the_visibility_timeout_from_env() -> None:
+    """The fault tests shorten it through the env file; workers and the producer must agree on it."""
+    for name in LAB_SERVICES:
+        environment = SERVICES[name].get("environment") or {}
+        if "LAB_BROKER_URL" in environment:
+            assert environment["LAB_VISIBILITY_TIMEOUT"] == "${LAB_VISIBILITY_TIMEOUT:-60}", name
 
 
 def test_workers_use_the_native_launchers_entry_point_per_pool() -> None:
@@ -129,7 +162,8 @@ def test_producer_is_a_run_once_profile_and_services_wait_for_redis() -> None:
     assert producer["profiles"] == ["producer"] and producer["restart"] == "no"
     assert producer["entrypoint"] == ["producer"]
     for name in LAB_SERVICES:
-        assert SERVICES[name]["depends_on"]["redis"]["condition"] == "service_healthy", name
+        if "LAB_BROKER_URL" in (SERVICES[name].get("environment") or {}):
+            assert SERVICES[name]["depends_on"]["redis"]["condition"] == "service_healthy", name
 
 
 def seconds(duration: str) -> float:
@@ -140,12 +174,14 @@ def seconds(duration: str) -> float:
     return sum(float(n) * units[u] for n, u in parts)
 
 
-@pytest.mark.parametrize("files", [("docker-compose.yml",), ("docker-compose.yml", "compose/local-images.yml")])
+@pytest.mark.parametrize("files", [("docker-compose.yml",), ("docker-compose.yml", "compose/local-images.yml"),
+                                   ("docker-compose.yml", "compose/local-images.yml", "compose/faults.yml")])
 @pytest.mark.parametrize("profile", [None, *PROFILES])
 def test_compose_v2_accepts_the_file(files: tuple[str, ...], profile: str | None) -> None:
     """`docker compose config -q` (the project-local Compose v2, standalone: no engine needed)."""
     assert COMPOSE_V2.exists(), "Compose v2 is missing: make compose-v2"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAB_", "REDIS_", "COMPOSE_"))}
+    env["LAB_FAULTS_REDIS_PORT"] = "6390"  # set by the fault harness only
     command = [str(COMPOSE_V2), "--env-file", ".env.example", *(a for f in files for a in ("-f", f)),
                *(["--profile", profile] if profile else []), "config", "-q"]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
@@ -166,7 +202,7 @@ def test_healthchecks_let_up_wait_return_quickly() -> None:
     ~0.6 s of CPU (celery inspect ping), so 10 s is the compromise; `up --wait` waits for all.
     """
     assert seconds(SERVICES["redis"]["healthcheck"]["interval"]) <= 2
-    for name in ("worker-threads", "worker-prefork", "flower"):
+    for name in ("worker-threads", "worker-prefork", "flower", "latency"):
         check = SERVICES[name]["healthcheck"]
         assert seconds(check["interval"]) <= 10, name
         assert seconds(check["timeout"]) <= seconds(check["interval"]), name
@@ -184,6 +220,14 @@ def test_the_local_override_swaps_images_and_builds_on_the_local_base_only() -> 
             assert build["args"] == {"BASE_IMAGE": "localhost/debian:bookworm-py"}
             assert build.get("secrets", ["host_ca"]) == ["host_ca"]
     assert OVERRIDE["services"]["redis"]["build"]["dockerfile"] == "redis.Dockerfile"
+
+
+def test_the_faults_override_publishes_only_redis_on_loopback() -> None:
+    """compose/faults.yml lets the fault harness read the ledger from the host; users' file publishes no Redis."""
+    assert set(FAULTS_OVERRIDE) == {"services"}
+    assert FAULTS_OVERRIDE["services"] == {"redis": {"ports": [FAULTS_OVERRIDE["services"]["redis"]["ports"][0]]}}
+    port = FAULTS_OVERRIDE["services"]["redis"]["ports"][0]
+    assert re.fullmatch(r"127\.0\.0\.1:\$\{LAB_FAULTS_REDIS_PORT:\?[^}]+\}:6379", port), port
 
 
 def dockerfile_instructions() -> list[str]:

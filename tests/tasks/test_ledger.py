@@ -1,7 +1,9 @@
 """The run ledger: a burst on many threads recorded exactly once, and its timing lines read back."""
 
 import math
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis
@@ -9,8 +11,19 @@ from celery import Celery
 
 from config import Settings
 from producer.publish import SendPlan, publish
+from stack.redis_server import RedisServer
 from stack.workers import Worker
-from tasks.ledger import RunLedger, Timings, timing_line
+from tasks.connections import redis_client as redis_client_for
+from tasks.ledger import (
+    RECORD_SCRIPT,
+    UNACKED_INDEX_KEY,
+    Duplicate,
+    RunLedger,
+    Timings,
+    keys,
+    timing_line,
+    unacked_delivered_before,
+)
 
 
 def test_a_burst_on_64_threads_is_recorded_exactly_once(
@@ -39,3 +52,41 @@ def test_timings_give_drain_rate_from_first_start_to_last_finish() -> None:
     assert timings.queue_wait.percentile(1.0) == pytest.approx(1.0)
     assert math.isnan(Timings().drain_rate())
     assert timings.io_observed.total == 1 and timings.io_observed.percentile(0.5) == pytest.approx(1.1, rel=0.015)
+
+
+def test_a_retried_record_counts_once_and_another_ending_counts_again(redis_client: redis.Redis) -> None:
+    """A retry whose first attempt ran (its reply lost) carries the same token: not a duplicate."""
+    script = redis_client.register_script(RECORD_SCRIPT)
+    run_id = uuid.uuid4().hex[:12]
+    line = timing_line(1.0, 1.1, 1.2, 0.1, None, "SUCCESS", "threads@a")
+    first = ["SUCCESS", "task-1", "threads@a", line, "threads@a 7 1", "token-1"]
+    assert script(keys=keys(run_id), args=first) == 1
+    assert script(keys=keys(run_id), args=first) == -1
+    again = ["SUCCESS", "task-1", "threads@b", line, "threads@b 9 1", "token-2"]
+    assert script(keys=keys(run_id), args=again) == 2
+    ledger = RunLedger(redis_client, run_id)
+    acc = ledger.account(1, [])
+    assert (acc.completed, acc.duplicated, acc.lost) == (2, 1, 0)
+    assert ledger.duplicates() == [Duplicate("task-1", "threads@a", "threads@b")]
+    ledger.delete()
+    assert not any(redis_client.exists(name) for name in keys(run_id))
+
+
+def test_not_ended_and_duplicate_count_follow_the_records(redis_client: redis.Redis) -> None:
+    script = redis_client.register_script(RECORD_SCRIPT)
+    run_id = uuid.uuid4().hex[:12]
+    ledger = RunLedger(redis_client, run_id)
+    line = timing_line(1.0, 1.1, 1.2, 0.1, None, "SUCCESS", "threads@a")
+    assert ledger.not_ended(["t1", "t2"]) == {"t1", "t2"} and ledger.not_ended([]) == set()
+    for token, task_id in (("a", "t1"), ("b", "t1"), ("c", "t2")):
+        script(keys=keys(run_id), args=["SUCCESS", task_id, "threads@a", line, "w 1 1", token])
+    assert ledger.not_ended(["t1", "t2", "t3"]) == {"t3"}
+    assert ledger.duplicate_count() == len(ledger.duplicates()) == 1
+    ledger.delete()
+
+
+def test_unacked_delivered_before_counts_by_delivery_time(tmp_path: Path) -> None:
+    """A private server: the session's workers sweep the shared `unacked_index`."""
+    with RedisServer(tmp_path / "redis", appendonly=False) as server, redis_client_for(server.url) as client:
+        client.zadd(UNACKED_INDEX_KEY, {"early": 100.0, "edge": 200.0, "late": 300.0})
+        assert [unacked_delivered_before(client, when) for when in (50.0, 200.0, 200.5, 1e10)] == [0, 1, 2, 3]
