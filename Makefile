@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup map freethreaded compose-v2 compose-faults system-deps system-deps-monitoring system-deps-bench doctor bench bench-full bench-net claims up demo soak test test-fast test-compose test-monitoring lint clean
+.PHONY: setup map freethreaded compose-v2 compose-images compose-faults system-deps system-deps-monitoring system-deps-bench doctor bench bench-full bench-net claims up demo soak test test-fast test-compose test-monitoring lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -81,7 +81,10 @@ compose-faults: setup compose-v2 system-deps  ## benchmark: COMPOSE_FAULTS_TASKS
 demo: setup          ## fresh machine -> stack -> short comparison -> results/demo/summary.json
 	$(BIN)/lab demo
 
-test: setup lint freethreaded compose-v2 system-deps system-deps-monitoring  ## the whole suite (real Redis, real workers, real Flower, compose)
+compose-images: setup compose-v2 system-deps  ## every image the compose test runs, built ahead (the free-threaded one compiles CPython)
+	bash compose/build-images.sh
+
+test: setup lint freethreaded compose-v2 system-deps system-deps-monitoring compose-images  ## the whole suite (real Redis, real workers, real Flower, compose)
 	$(BIN)/pytest
 
 test-fast: setup freethreaded compose-v2  ## the quick loop: everything not marked slow/compose/monitoring

@@ -121,7 +121,10 @@ def check_nothing_lost(outcome: Outcome, total: int, producer_log: str) -> None:
     assert "Traceback" not in producer_log
     assert (summary["sent"], summary["failed"], summary["lost"]) == (total, 0, 0), summary
     assert (acc.sent, acc.failed, acc.queued, acc.lost) == (total, 0, 0, 0), acc
-    assert acc.completed == total + acc.duplicated == total + len(outcome.duplicates), acc
+    # Each extra ending is one entry of duplicates(); a task caught by two redeliveries ends three
+    # times, so `duplicated` (tasks that ended more than once) can be smaller than the extra endings.
+    assert acc.completed == total + len(outcome.duplicates), acc
+    assert acc.duplicated <= len(outcome.duplicates) <= 2 * max(acc.duplicated, 1), acc
     assert outcome.fault.done_at < total, "the fault came after the run: send more tasks"
 
 
@@ -134,7 +137,10 @@ def test_a_partitioned_worker_loses_nothing_and_every_duplicate_ran_on_it(faults
     (worker,) = fault.workers
     # What it held was handed out again after the visibility timeout and ran elsewhere; back on the
     # network it finished what it still held: either ending may come first, one of them is its own.
-    assert all(fault.involves(duplicate) for duplicate in outcome.duplicates), outcome.duplicates
+    # Back online it also gives back what it had not started, which may then run a third time on
+    # another worker: every duplicate is of a task the cut worker held or ran.
+    its_tasks = {d.task_id for d in outcome.duplicates if fault.involves(d)}
+    assert all(d.task_id in its_tasks or fault.caught(d.task_id) for d in outcome.duplicates), outcome.duplicates
     assert len(outcome.duplicates) <= faults_stack.stack.in_flight_limit(worker)
 
 

@@ -116,6 +116,9 @@ def test_compose_up_runs_the_lab(project: en.ComposeProject, capsys: pytest.Capt
             check_flower_saw_every_task(flower, workers)
         with en.phase("scale worker-threads=2", times):
             scale_threads_to_two(project, flower)
+        if engine.healthchecks_gate_startup:  # the profile needs BuildKit and `up --wait`: Docker here
+            with en.phase("profile freethreaded: build + up --wait, square on threads-ft", times):
+                check_freethreaded_worker(project)
     except BaseException:
         with capsys.disabled():
             print(f"\ncompose test failed; container logs:\n{project.logs()}")
@@ -222,6 +225,23 @@ def run_producer(project: en.ComposeProject, task: str) -> float:
     assert summary["failed"] == summary["lost"] == summary["duplicated"] == 0, summary
     assert project.containers("producer") == [], "`run --rm` must remove the producer container"
     return float(summary["elapsed_s"])
+
+
+def check_freethreaded_worker(project: en.ComposeProject) -> None:
+    """The `freethreaded` profile: a threads worker on free-threaded CPython, built in the image from
+    Debian's source, healthy, serving square tasks on its own queue with its GIL off (inspect stats)."""
+    project.extra_env["COMPOSE_PROFILES"] = "freethreaded"  # so `down` removes its container too
+    project.compose("up", "-d", "--build", "--wait", "worker-threads-ft", timeout=1800)
+    result = project.compose("run", "--rm", "-T", "producer", "send", "--task", "square", "-n", "40", "--pool",
+                             "threads-ft", "--work", "20000", "--wait", "--json", profile="producer")
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["completed"] == 40 and summary["lost"] == summary["failed"] == 0, summary
+    stats = project.compose("exec", "-T", "worker-threads-ft", "celery", "-A", "tasks.celery_app", "inspect", "stats",
+                            "--json").stdout
+    interpreters = [worker["interpreter"] for name, worker in json.loads(stats.strip().splitlines()[-1]).items()
+                    if name.startswith("threads-ft@")]
+    assert interpreters and all(i["free_threaded_build"] and not i["gil_enabled"] for i in interpreters), interpreters
+    print(f"freethreaded profile: {interpreters[0]['python']}, GIL off; {summary['throughput_per_s']:.1f} squares/s")
 
 
 def check_flower_saw_every_task(flower: FlowerClient, workers: dict[str, str]) -> None:
