@@ -25,6 +25,7 @@ from experiments.flower_check import FlowerCheck
 from experiments.schema import FlowerRun
 from experiments.spec import Cell
 from producer.publish import SendPlan, publish
+from stack import processes
 from stack.latency_server import LatencyServer
 from tasks.connections import client_app
 from tasks.ledger import Accounting, RunLedger, Timings
@@ -61,6 +62,7 @@ class Repetition:
     calls: dict[str, int]
     flower: FlowerRun | None = None
     latency_cpu_s: float | None = None  # the latency server's CPU during the repetition
+    others_cores: float | None = None  # cores busy outside the worker while it drained
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -131,6 +133,7 @@ def run_repetition(ctx: Context, cell: Cell, settings: Settings, target: targets
     queue = settings.queue_for(target.pool)
     calls_before = redis_stats.command_calls(ctx.client)
     cpu_before = target.cpu_seconds()
+    machine_before = processes.machine_busy_seconds()
     server_before = ctx.latency.cpu_seconds() if ctx.latency else None
     flower = ctx.flower if settings.events else None  # Flower only sees workers that send task events
     flower_before = flower.succeeded(target.name) if flower else None
@@ -139,6 +142,7 @@ def run_repetition(ctx: Context, cell: Cell, settings: Settings, target: targets
     ended = ledger.wait(plan.total, timeout=3600.0, queues=[queue], stall_s=ctx.stall_s, poll_s=POLL_S,
                         on_progress=(lambda done: on_progress(done, plan.total)) if on_progress else None).at
     cpu_after = target.cpu_seconds()
+    machine_after = processes.machine_busy_seconds()
     calls = redis_stats.delta(calls_before, redis_stats.command_calls(ctx.client))
     ledger.drain_timings()
     accounting = ledger.account(plan.total, [queue])
@@ -151,6 +155,7 @@ def run_repetition(ctx: Context, cell: Cell, settings: Settings, target: targets
         memory_mb=target.memory_mb(),
         calls=calls,
         latency_cpu_s=ctx.latency.cpu_seconds() - server_before if ctx.latency and server_before is not None else None,
+        others_cores=_others_cores(machine_after - machine_before, cpu_before, cpu_after, ended - started),
     )
     if flower and flower_before is not None:
         rep.flower = flower.compare(target.name, flower_before, accounting.completed)
@@ -208,6 +213,13 @@ def _capped(ideal: float | None, rate: float | None) -> float | None:
     if ideal is None or rate is None:
         return ideal
     return min(ideal, rate)
+
+
+def _others_cores(machine_s: float, before: float | None, after: float | None, wall: float) -> float | None:
+    """Cores busy with anything but the worker during the repetition (harness, Redis, other work)."""
+    if before is None or after is None or wall <= 0:
+        return None
+    return max(0.0, machine_s - (after - before)) / wall
 
 
 def _cores(before: float | None, after: float | None, timings: Timings, wall: float) -> float | None:

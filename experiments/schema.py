@@ -81,6 +81,7 @@ class CellResult(TypedDict):
     wall_min: float | None
     wall_max: float | None
     cpu_cores: float | None  # the worker tree's CPU time over the drain time
+    others_cores: float | None  # cores busy outside the worker meanwhile (harness, Redis, other work)
     task_cpu_s: float | None  # median over repetitions of one task's mean CPU time in the worker
     ideal_before_run_per_s: float | None
     efficiency_before_run: float | None

@@ -73,6 +73,7 @@ def cell_result(run: CellRun) -> CellResult:
         "wall_min": _round(wall.low),
         "wall_max": _round(wall.high),
         "cpu_cores": _round(_median(rep.cpu_cores for rep in reps), 3),
+        "others_cores": _round(_median(rep.others_cores for rep in reps), 3),
         "task_cpu_s": _round(_median(rep.timings.mean_task_cpu_s() for rep in reps), 6),
         "ideal_before_run_per_s": _round(run.ideal_per_s),
         "efficiency_before_run": _round(throughput.median / run.ideal_per_s if run.ideal_per_s else None, 4),

@@ -136,8 +136,10 @@ def _miss_reason(cell: CellResult) -> str:
         return (f"the tasks' waiting grew {inflation:.2f}x: after its I/O a thread waits for the GIL "
                 f"(the convoy effect, bpo-7946)")
     if cell["cpu_cores"] is not None and cell["cpu_cores"] < 0.85 * cell.get("usable_cores", 1):
+        others = cell.get("others_cores")
+        busy = f"; {others:.2f} cores were busy outside it" if others is not None else ""
         return (f"the worker kept only {cell['cpu_cores']:.2f} cores busy of the {cell.get('usable_cores')} the "
-                f"model counts on (a busy machine, or Celery's own per-task work)")
+                f"model counts on (a busy machine, or Celery's own per-task work{busy})")
     return "Celery's own per-task work, which the model leaves out, is a large part of a task this short"
 
 

@@ -1,7 +1,7 @@
 """The decision map as pictures and map.md: which pool wins for a task of a given CPU share, and by how much.
 
 Three heatmaps over (CPU share of the task, concurrency), each square naming the winning pool with
-its number, its ratio to the runner-up and its memory (USS): capacity (tasks/s from a prefilled
+its number, its ratio to the runner-up and its memory (USS): capacity (tasks/s from a full
 queue), p99 end to end (tasks arriving at one fixed rate for every pool), and tasks/s per MB of
 worker memory. Then the convoy figure (experiments.convoy). Everything is computed from
 results.json and convoy.json, so `lab report` can draw it again.
@@ -31,7 +31,7 @@ class Metric:
     value: Callable[[CellResult], float | None]
     higher_is_better: bool
     unit: str
-    latency: bool  # measured on the fixed-rate cells, not the prefilled ones
+    latency: bool  # measured on the fixed-rate cells, not the capacity (full-queue) ones
 
 
 def _per_mb(cell: CellResult) -> float | None:
@@ -41,7 +41,7 @@ def _per_mb(cell: CellResult) -> float | None:
 
 
 METRICS = (
-    Metric("capacity", "Capacity: tasks/s from a prefilled queue", lambda c: c["throughput_per_s"], True, "/s", False),
+    Metric("capacity", "Capacity: tasks/s with a full queue", lambda c: c["throughput_per_s"], True, "/s", False),
     Metric("latency", "p99 end to end at one fixed arrival rate per concurrency", lambda c: c["p99_s"], False, "s",
            True),
     Metric("per_mb", "Tasks/s per MB of worker memory (USS)", _per_mb, True, "/s/MB", False),
@@ -170,12 +170,22 @@ def map_blocks(results: Results, convoy: list[ConvoyPoint], images: dict[str, st
     misses = verdicts.model_misses([c for c in cells if c["arrival"] != "rate"])
     out += [Heading("Where the model misses"), Bullets(tuple(
         f"`{c['id']}`: {c['efficiency']:.0%} of the model ({c['throughput_per_s']}/s against {c['ideal_per_s']}/s)"
-        + (f", I/O inflated {c['io_inflation']:.2f}x" if c.get("io_inflation") else "") for c in misses)
+        + (f", I/O inflated {c['io_inflation']:.2f}x" if c.get("io_inflation") else "") + _cores_text(c)
+        for c in misses)
         or ("every cell within the tolerance",))]
     totals = findings.accounting(cells)
     out.append(Paragraph(f"Accounting over all cells: sent {totals['sent']}, completed {totals['completed']}, "
                          f"failed {totals['failed']}, lost {totals['lost']}, duplicated {totals['duplicated']}."))
     return out
+
+
+def _cores_text(cell: CellResult) -> str:
+    """The worker's busy cores against the model's U, and what else kept the machine busy meanwhile."""
+    if cell.get("cpu_cores") is None:
+        return ""
+    others = cell.get("others_cores")
+    return (f", worker {cell['cpu_cores']:.2f} of {cell.get('usable_cores')} cores busy"
+            + (f" ({others:.2f} busy outside it)" if others is not None else ""))
 
 
 def _squares_table(cells: Sequence[CellResult]) -> Table:
@@ -204,7 +214,8 @@ def _cell_text(cell: CellResult | None) -> str:
 
 def _legend() -> str:
     return ("A task of 50 ms: cpu_ms of pure Python (the thread's own CPU time), the rest a real request to the "
-            "latency server. Capacity is the median drain rate of 3 prefilled repetitions; eff. is measured / the "
+            "latency server. Capacity is the median drain rate over the repetitions of a queue kept full (sent in one "
+            "burst, or prefilled); eff. is measured / the "
             "model min(c / 50 ms, U / cpu); MB is the worker's USS. The p99 squares ran every pool at one rate per "
             "concurrency, half the slowest pool's model capacity there.")
 

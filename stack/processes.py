@@ -184,3 +184,13 @@ def tree_cpu_seconds(pid: int) -> float:
         except psutil.NoSuchProcess:
             continue
     return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (every core, every process) since boot.
+
+    Beside a worker's own CPU it says how much else ran during a measurement: the harness,
+    Redis, and whatever shared the machine (on this VM other work moved a cell's figure by 2x).
+    """
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
