@@ -22,7 +22,6 @@ from experiments.measure import Context, cell_settings, run_repetition, worker_f
 from experiments.spec import Arrival, Cell, Experiment, SpecError
 from stack.relay import DelayRelay, calibrate, netem_available
 
-CALIBRATION_PINGS = 600  # per RTT: medians steady to ~0.01 ms here; 12 s at 10 ms (relayed + idle-matched)
 MECHANISM = "relay"
 CENSUS_TASKS = 60
 CENSUS_PREFETCH = 4  # Celery's default multiplier
@@ -56,8 +55,7 @@ def relays(experiment: Experiment, settings: Settings, log_dir: Path,
             relay.stop()
 
 
-def describe(settings: Settings, started: dict[float, DelayRelay],
-             pings: int = CALIBRATION_PINGS) -> dict[str, Any]:
+def describe(settings: Settings, started: dict[float, DelayRelay], pings: int) -> dict[str, Any]:
     """Which mechanism delayed the workers, and each relay's calibration (once per experiment)."""
     broker = settings.require_broker()
     netem = netem_available()

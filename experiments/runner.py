@@ -91,7 +91,7 @@ def run_experiment(experiment: Experiment, settings: Settings, run_dir: Path, at
           connections.redis_client(settings.require_broker(), timeout=30) as client):
         environment = _cached(paths.part("environment"), lambda: _environment(experiment, settings, client, broker))
         if relays:
-            _cached(paths.part("delay"), lambda: delay.describe(settings, relays))
+            _cached(paths.part("delay"), lambda: delay.describe(settings, relays, experiment.calibration_pings))
         ctx = Context(settings, client, paths.logs, _ideal_from(environment), attach,
                       FlowerCheck(flower) if flower else None, latency=latency, relays=relays)
         if relays:

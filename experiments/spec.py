@@ -27,7 +27,7 @@ from tasks.workloads import WORKLOADS, Workload, call_label
 ARRIVALS = ("prefill", "burst", "rate")
 OVERRIDABLE = ("prefetch_multiplier", "acks_late", "events", "results", "visibility_timeout", "loglevel")
 TOP_KEYS = {"name", "description", "repetitions", "flower", "settings", "cells", "enqueue", "redis_benchmark",
-            "reuse_workers"}
+            "reuse_workers", "calibration_pings"}
 CELL_KEYS = {"label", "pools", "concurrency", "workload", "params", "tasks", "rounds", "duration", "repetitions",
              "arrival", "rate", "load", "load_base", "timing", "worker_args", "settings", "rtt_ms",
              "prefetch"}  # fmt: skip
@@ -120,6 +120,7 @@ class Experiment:
     enqueue: EnqueueBench | None = EnqueueBench()
     redis_benchmark: bool = True
     reuse_workers: bool = False  # cells that need the same worker share one, started once
+    calibration_pings: int = 600  # PINGs per relay RTT when cells have rtt_ms (experiments.delay)
     source: str = ""
     digest: str = ""
 
@@ -161,6 +162,7 @@ def parse(text: str, default_name: str = "experiment") -> Experiment:
         enqueue=_enqueue(data.get("enqueue", {})),
         redis_benchmark=_bool(data.get("redis_benchmark", True), "redis_benchmark"),
         reuse_workers=_bool(data.get("reuse_workers", False), "reuse_workers"),
+        calibration_pings=_int(data.get("calibration_pings", 600), "calibration_pings", 10, 100_000),
         source=text,
         digest=hashlib.sha256(text.encode()).hexdigest()[:16],
     )
