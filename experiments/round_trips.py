@@ -9,10 +9,12 @@ runner's traffic are direct and left out) and:
 
 * groups each connection's commands into round trips (a gap under r/2 = the same round trip);
 * finds the consumer's connection (the one that waits with BLMOVE) and takes the median time
-  between its successive BLMOVEs, in units of r: the round trips on the consumer's critical path
-  per task, the serial part the broker-latency model uses (tasks.workloads.broker_bound_per_s).
-  It includes whatever else holds the consumer's loop (an ack on the same thread), which no
-  count of commands could tell.
+  between its successive BLMOVEs: the consumer's cycle per task (`cycle_ms`). It holds the
+  consumer's own work per task and the round trips it waits for one after another, including
+  whatever else holds its loop (an ack on the same thread), which no count of commands could
+  tell. The report subtracts the consumer's own time per task (1 / the same pool's noop rate at
+  RTT 0) and divides by r: the serial round trips per task the model uses
+  (tasks.workloads.broker_bound_per_s).
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def summarise(commands: Iterable[dict[str, Any]], ports: set[str], tasks: int, r
         "round_trips_per_task": sum(trips.values()) / tasks,
         "consumer_round_trips_per_task": consumer_trips / tasks,
         "other_round_trips_per_task": (sum(trips.values()) - consumer_trips) / tasks,
-        "serial_round_trips_per_task": statistics.median(gaps) / rtt_s if gaps else None,
+        "cycle_ms": statistics.median(gaps) * 1000 if gaps else None,
     }
 
 

@@ -2,7 +2,8 @@
 
 The model (tasks.workloads.broker_bound_per_s) has two measured inputs per pool: the consumer's
 time per task with Redis direct (the same pool and prefetch on `noop` at RTT 0), and the serial
-round trips on its path per task (the MONITOR census behind the largest RTT, experiments.round_trips).
+round trips on its path per task: the consumer's cycle per task in the MONITOR census behind the
+largest RTT (experiments.round_trips), less its time per task direct, divided by that RTT.
 A `square` cell is also held to its CPU bound (model_per_s, from its own tasks' CPU time): the
 model is the smaller of the two. Efficiency = measured / model; a cell further than the lab's
 tolerance (report.verdicts.MODEL_TOLERANCE) from it is said, with the figure.
@@ -43,10 +44,15 @@ def direct_rates(cells: list[CellResult]) -> dict[tuple[str, int | None], float]
             if c["workload"] == "noop" and not c.get("rtt_ms") and c["throughput_per_s"]}  # fmt: skip
 
 
-def serial_round_trips(results: Results) -> dict[str, float]:
+def serial_round_trips(results: Results, direct: Mapping[tuple[str, int | None], float]) -> dict[str, float]:
+    """Pool -> round trips per task the consumer waits for in series: (its cycle - its own time) / RTT."""
     census = results.get("delay", {}).get("round_trips", {})
-    return {pool: float(row["serial_round_trips_per_task"]) for pool, row in census.items()
-            if row.get("serial_round_trips_per_task")}  # fmt: skip
+    serial = {}
+    for pool, row in census.items():
+        own = direct.get((pool, row.get("prefetch_multiplier")))
+        if row.get("cycle_ms") and own:
+            serial[pool] = (row["cycle_ms"] / 1000 - 1 / own) / (row["rtt_ms"] / 1000)
+    return serial
 
 
 def model_per_s(cell: CellResult, direct: Mapping[tuple[str, int | None], float],
@@ -64,7 +70,8 @@ def model_per_s(cell: CellResult, direct: Mapping[tuple[str, int | None], float]
 def rows(results: Results) -> list[Row]:
     """One row per cell with an RTT: measured (median, range), model, efficiency, p99, the relay's CPU."""
     cells = [c for c in results["cells"] if "rtt_ms" in c]
-    direct, serial = direct_rates(cells), serial_round_trips(results)
+    direct = direct_rates(cells)
+    serial = serial_round_trips(results, direct)
     out = []
     for cell in cells:
         model = model_per_s(cell, direct, serial)
@@ -131,7 +138,8 @@ def _pct(value: float | None) -> str:
 
 def _legend() -> str:
     return ("model = 1 / (1/direct + S × RTT), direct = the same pool and prefetch on noop at RTT 0, S = the serial "
-            "round trips per task on the consumer's path (census below); for square also at most its CPU ideal. "
+            "round trips per task on the consumer's path (census below: its cycle per task behind the largest RTT, "
+            "less 1/direct, over that RTT); for square also at most its CPU ideal (model_per_s). "
             f"✗ = more than {MODEL_TOLERANCE:.0%} from the model. p99 is end to end (sent → finished) over every "
             "task of the cell. Redis CPU includes the ledger's record (one script call per task).")
 
@@ -165,12 +173,13 @@ def _calibration_legend() -> str:
 
 
 def _census_table(results: Results) -> Table:
-    headers = ("pool", "RTT ms", "prefetch", "c", "commands/task", "round trips/task", "consumer's",
-               "other connections'", "serial on the consumer's path", "commands")
+    serial = serial_round_trips(results, direct_rates([c for c in results["cells"] if "rtt_ms" in c]))
+    headers = ("pool", "RTT ms", "prefetch", "c", "commands/task", "round trips/task", "on the consumer's connection",
+               "on others", "consumer's cycle ms", "serial round trips (S)", "commands")
     body = tuple((pool, f"{r['rtt_ms']:g}", str(r["prefetch_multiplier"]), str(r["concurrency"]),
                   _num(r["commands_per_task"], ".2f"), _num(r["round_trips_per_task"], ".2f"),
                   _num(r["consumer_round_trips_per_task"], ".2f"), _num(r["other_round_trips_per_task"], ".2f"),
-                  _num(r["serial_round_trips_per_task"], ".2f"),
+                  _num(r.get("cycle_ms"), ".1f"), _num(serial.get(pool), ".2f"),
                   ", ".join(f"{name} {count / r['tasks']:.2f}" for name, count in r["commands"].items()))
                  for pool, r in results["delay"]["round_trips"].items())  # fmt: skip
     return Table(headers, body)

@@ -30,7 +30,9 @@ def cell(workload: str, pool: str, prefetch: int, rtt_ms: float, per_s: float,
 
 
 def results(cells: list[dict[str, Any]]) -> Any:
-    census = {"threads": {"serial_round_trips_per_task": 3.0}, "prefork": {"serial_round_trips_per_task": 2.0}}
+    # cycles behind 10 ms: threads 4 ms own + 3 RTT, prefork 5 ms own + 2 RTT (own = 1 / its noop rate direct)
+    census = {"threads": {"rtt_ms": 10.0, "prefetch_multiplier": 4, "cycle_ms": 34.0},
+              "prefork": {"rtt_ms": 10.0, "prefetch_multiplier": 4, "cycle_ms": 25.0}}
     return {"cells": cells, "delay": {"mechanism": "relay", "round_trips": census}}
 
 
@@ -52,6 +54,12 @@ def test_rows_put_the_model_beside_every_cell_and_mark_misses() -> None:
     assert by[("noop", "prefork", 10)]["miss"] and by[("noop", "prefork", 10)]["efficiency"] < 1 - MODEL_TOLERANCE
     assert by[("square", "prefork", 10)]["model_per_s"] == pytest.approx(40.0)
     assert by[("square", "threads", 0.5)]["model_per_s"] == pytest.approx(80.0)
+
+
+def test_serial_round_trips_are_the_census_cycle_less_the_consumers_own_time() -> None:
+    serial = rtt.serial_round_trips(results([]), {("threads", 4): 250.0, ("prefork", 4): 200.0})
+    assert serial == pytest.approx({"threads": 3.0, "prefork": 2.0})
+    assert rtt.serial_round_trips(results([]), {}) == {}
 
 
 def test_a_cell_without_its_direct_twin_or_census_has_no_model() -> None:
