@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup map freethreaded compose-v2 compose-images compose-faults system-deps system-deps-monitoring system-deps-bench doctor bench bench-full bench-net claims up demo soak test test-fast test-compose test-monitoring lint clean
+.PHONY: setup map freethreaded compose-v2 compose-images compose-faults system-deps system-deps-monitoring system-deps-bench doctor bench bench-full bench-net rtt claims up demo soak test test-fast test-compose test-monitoring lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,9 @@ map: setup           ## the decision map + convoy figure (< 20 min) -> results/m
 bench-net: setup     ## the latency server's and the delaying relay's own figures (about 6 min)
 	$(BIN)/python -m benchmarks.latency_server
 	$(BIN)/python -m benchmarks.relay
+
+rtt: setup system-deps-bench  ## broker latency: workers behind a delaying relay to Redis (RTT 0-10 ms) x pools x prefetch (~20 min) -> results/rtt/<timestamp>/report.md
+	$(BIN)/lab bench config/experiments/rtt.toml
 
 claims: setup        ## every claim of the article, small (< 15 min) -> results/claims/<timestamp>/verdicts.json
 	$(BIN)/lab claims config/experiments/claims.toml

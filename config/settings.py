@@ -73,6 +73,10 @@ class Settings:
     # flag such a worker runs with: refuse to start if its GIL is on (tasks.interpreter).
     freethreaded_python: Path = field(default_factory=lambda: PROJECT_ROOT / ".venv-ft" / "bin" / "python")
     require_no_gil: bool = False
+    # Where a worker writes its run-ledger records, when not to its broker: an experiment that puts
+    # a delaying relay between the workers and Redis keeps the harness's own writes direct, so the
+    # RTT is paid by Celery's commands only (a real deployment has no ledger).
+    ledger_url: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -122,6 +126,10 @@ class Settings:
     def result_backend(self) -> str | None:
         return self.broker_url if self.results else None
 
+    def require_ledger(self) -> str:
+        """The Redis the worker writes its ledger records to: the broker unless told otherwise."""
+        return self.ledger_url or self.require_broker()
+
     def require_broker(self) -> str:
         if not self.broker_url:
             raise SettingsError(
@@ -136,8 +144,8 @@ class Settings:
     # -- validation -----------------------------------------------------------------
 
     def validate(self) -> None:
-        if self.broker_url is not None:
-            _check_broker_url(self.broker_url)
+        for url in filter(None, (self.broker_url, self.ledger_url)):
+            _check_broker_url(url)
         for pool, count in self.concurrency.items():
             if pool not in POOLS:
                 raise SettingsError(f"unknown pool {pool!r}; expected one of {', '.join(POOL_NAMES)}")
@@ -225,6 +233,7 @@ _PARSERS: dict[str, type | object] = {
     "latency_server": str,
     "freethreaded_python": Path,
     "require_no_gil": _parse_bool,
+    "ledger_url": str,
 }
 
 

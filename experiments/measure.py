@@ -27,6 +27,7 @@ from experiments.spec import Cell
 from producer.publish import SendPlan, publish
 from stack import processes
 from stack.latency_server import LatencyServer
+from stack.relay import DelayRelay
 from tasks.connections import client_app
 from tasks.ledger import Accounting, RunLedger, Timings
 
@@ -49,6 +50,7 @@ class Context:
     on_progress: Progress | None = None
     stall_s: float = 10.0  # no task ended and none pending for this long: the rest are lost
     latency: LatencyServer | None = None  # the run's latency server, whose own CPU each repetition reports
+    relays: dict[float, DelayRelay] = field(default_factory=dict)  # RTT (ms) -> the relay the workers use
 
 
 @dataclass
@@ -63,6 +65,8 @@ class Repetition:
     flower: FlowerRun | None = None
     latency_cpu_s: float | None = None  # the latency server's CPU during the repetition
     others_cores: float | None = None  # cores busy outside the worker while it drained
+    relay_cpu_s: float | None = None  # the delaying relay's CPU during the repetition (cells with an RTT)
+    redis_cpu_s: float | None = None  # Redis' own CPU during the repetition (INFO cpu), the harness's share included
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -117,7 +121,20 @@ def worker_for(ctx: Context, cell: Cell, settings: Settings) -> contextlib.Abstr
     if ctx.attach:
         return targets.attached(settings, cell.pool)
     log = ctx.log_dir / f"worker-{cell.id}.log"
-    return targets.started(settings, cell.pool, cell.concurrency, cell.worker_args, log)
+    return targets.started(settings, cell.pool, cell.concurrency, cell.worker_args, log,
+                           worker_settings=through_relay(ctx, cell, settings))
+
+
+def through_relay(ctx: Context, cell: Cell, settings: Settings) -> Settings:
+    """The worker's settings: its broker behind the cell's relay, its ledger records still direct.
+
+    Only the worker pays the RTT: the runner's producer, control commands and ledger reads stay
+    direct, and so do the worker's ledger writes (harness traffic a real deployment does not have).
+    """
+    if not cell.rtt_ms:
+        return settings
+    broker = settings.require_broker()
+    return settings.replace(broker_url=ctx.relays[cell.rtt_ms].url_through(broker), ledger_url=broker)
 
 
 def run_repetition(ctx: Context, cell: Cell, settings: Settings, target: targets.Target,
@@ -132,9 +149,12 @@ def run_repetition(ctx: Context, cell: Cell, settings: Settings, target: targets
     ledger = RunLedger(ctx.client, plan.run_id)
     queue = settings.queue_for(target.pool)
     calls_before = redis_stats.command_calls(ctx.client)
+    redis_cpu_before = redis_stats.server_cpu_seconds(ctx.client)
     cpu_before = target.cpu_seconds()
     machine_before = processes.machine_busy_seconds()
     server_before = ctx.latency.cpu_seconds() if ctx.latency else None
+    relay = ctx.relays.get(cell.rtt_ms) if cell.rtt_ms else None
+    relay_before = relay.cpu_seconds() if relay else None
     flower = ctx.flower if settings.events else None  # Flower only sees workers that send task events
     flower_before = flower.succeeded(target.name) if flower else None
     started = _feed(cell, settings, target, plan, between)
@@ -144,6 +164,7 @@ def run_repetition(ctx: Context, cell: Cell, settings: Settings, target: targets
     cpu_after = target.cpu_seconds()
     machine_after = processes.machine_busy_seconds()
     calls = redis_stats.delta(calls_before, redis_stats.command_calls(ctx.client))
+    redis_cpu = redis_stats.server_cpu_seconds(ctx.client) - redis_cpu_before
     ledger.drain_timings()
     accounting = ledger.account(plan.total, [queue])
     rep = Repetition(
@@ -156,6 +177,8 @@ def run_repetition(ctx: Context, cell: Cell, settings: Settings, target: targets
         calls=calls,
         latency_cpu_s=ctx.latency.cpu_seconds() - server_before if ctx.latency and server_before is not None else None,
         others_cores=_others_cores(machine_after - machine_before, cpu_before, cpu_after, ended - started),
+        relay_cpu_s=relay.cpu_seconds() - relay_before if relay and relay_before is not None else None,
+        redis_cpu_s=redis_cpu,
     )
     if flower and flower_before is not None:
         rep.flower = flower.compare(target.name, flower_before, accounting.completed)

@@ -33,6 +33,12 @@ def command_calls(client: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
 
 
+def server_cpu_seconds(client: redis.Redis) -> float:
+    """User + system CPU the server's main process has used (`INFO cpu`): its cost per task is a delta of this."""
+    cpu: Mapping[str, Any] = client.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
 def delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
     changed = {name: calls - before.get(name, 0) for name, calls in after.items()}
     return {name: calls for name, calls in changed.items() if calls > 0}

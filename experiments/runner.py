@@ -22,12 +22,12 @@ from rich.console import Console
 
 from config import Settings
 from config.pools import POOLS
-from experiments import enqueue_bench, inprocess, redis_stats
+from experiments import delay, enqueue_bench, inprocess, redis_stats
 from experiments.environment import describe, task_cpu_seconds
 from experiments.flower_check import FlowerCheck
 from experiments.measure import Context, cell_settings, measure_cell, worker_for
 from experiments.progress import CellProgress
-from experiments.schema import CellResult, RedisCeiling, Results
+from experiments.schema import CellResult, Delay, RedisCeiling, Results
 from experiments.spec import Cell, Experiment, SpecError
 from experiments.summary import cell_result
 from experiments.targets import Target
@@ -87,10 +87,15 @@ def run_experiment(experiment: Experiment, settings: Settings, run_dir: Path, at
     with (_broker(settings, paths, attach) as settings,
           _latency_server(experiment, settings, paths) as (settings, latency),
           _flower(experiment, settings, paths, attach) as flower,
+          delay.relays(experiment, settings, paths.logs, attach) as relays,
           connections.redis_client(settings.require_broker(), timeout=30) as client):
         environment = _cached(paths.part("environment"), lambda: _environment(experiment, settings, client, broker))
+        if relays:
+            _cached(paths.part("delay"), lambda: delay.describe(settings, relays, experiment.calibration_pings))
         ctx = Context(settings, client, paths.logs, _ideal_from(environment), attach,
-                      FlowerCheck(flower) if flower else None, latency=latency)
+                      FlowerCheck(flower) if flower else None, latency=latency, relays=relays)
+        if relays:
+            _cached(paths.part("round_trips"), lambda: delay.census(ctx, experiment))
         _run_cells(experiment, ctx, paths, console)
         if experiment.enqueue:
             bench = experiment.enqueue
@@ -118,7 +123,7 @@ def _run_cells(experiment: Experiment, ctx: Context, paths: RunPaths, console: C
 
 
 def worker_groups(cells: list[Cell], reuse: bool) -> list[list[Cell]]:
-    """Cells in runs that can share one worker (same pool, concurrency, arguments, settings).
+    """Cells in runs that can share one worker (same pool, concurrency, arguments, settings, broker RTT).
 
     Without reuse every cell is its own group (a fresh worker per cell, as start-up is measured).
     """
@@ -126,7 +131,8 @@ def worker_groups(cells: list[Cell], reuse: bool) -> list[list[Cell]]:
         return [[cell] for cell in cells]
     groups: dict[tuple[Any, ...], list[Cell]] = {}
     for cell in cells:
-        groups.setdefault((cell.pool, cell.concurrency, cell.worker_args, cell.overrides), []).append(cell)
+        key = (cell.pool, cell.concurrency, cell.worker_args, cell.overrides, cell.rtt_ms)
+        groups.setdefault(key, []).append(cell)
     return list(groups.values())
 
 
@@ -140,7 +146,7 @@ def assemble(experiment: Experiment, paths: RunPaths) -> Results:
     """results.json: environment, cells in file order, and the run-wide benchmarks."""
     cells: list[CellResult] = [json.loads(paths.cell(cell).read_text()) for cell in experiment.cells
                                if paths.cell(cell).exists()]
-    return {
+    results: Results = {
         "experiment": {"name": experiment.name, "description": experiment.description,
                        "digest": experiment.digest, "cells_planned": len(experiment.cells)},
         "environment": _read(paths.part("environment")) or {},
@@ -148,6 +154,20 @@ def assemble(experiment: Experiment, paths: RunPaths) -> Results:
         "enqueue": _read(paths.part("enqueue")),
         "redis": _redis_ceiling(_read(paths.part("redis_server")), cells),
     }  # fmt: skip
+    delayed = _delay(paths)
+    if delayed is not None:
+        results["delay"] = delayed
+    return results
+
+
+def _delay(paths: RunPaths) -> Delay | None:
+    """The delay mechanism, the relays' calibration and the round-trip census, for runs with an RTT."""
+    described = _read(paths.part("delay"))
+    if not described:
+        return None
+    return {"mechanism": described["mechanism"], "netem_available": described["netem_available"],
+            "why": described["why"], "calibration": described["calibration"],
+            "round_trips": _read(paths.part("round_trips")) or {}}
 
 
 def _redis_ceiling(server: dict[str, Any] | None, cells: list[CellResult]) -> RedisCeiling | None:

@@ -91,6 +91,11 @@ class CellResult(TypedDict):
     io_observed: Percentiles  # the waiting tasks observed (workloads that report `io_s`)
     io_inflation: float | None  # observed / requested waiting, median task
     latency_server_cpu_s: float | None  # the latency server's own CPU over the cell (it must stay small)
+    rtt_ms: NotRequired[float]  # round trip added between the worker and Redis (0: direct)
+    prefetch_multiplier: NotRequired[int | None]  # the cell's own worker_prefetch_multiplier, if it set one
+    relay_cpu_s: NotRequired[float | None]  # the delaying relay's CPU over the cell (it must not be the limit)
+    relay_cpu_us_per_task: NotRequired[float | None]
+    redis_cpu_us_per_task: NotRequired[float | None]  # Redis' CPU per task (INFO cpu), the ledger's record included
     redis: RedisCalls
     flower: FlowerChecks | None
     throughput_runs: list[float | None]
@@ -129,12 +134,23 @@ class ExperimentInfo(TypedDict):
     cells_planned: int
 
 
+class Delay(TypedDict):
+    """How the workers' broker RTT was made, and the relay's calibration (experiments.delay)."""
+
+    mechanism: str  # "relay"
+    netem_available: bool
+    why: str
+    calibration: list[dict[str, Any]]  # stack.relay.calibrate, one per RTT
+    round_trips: dict[str, dict[str, Any]]  # pool -> experiments.round_trips.summarise, at the largest RTT
+
+
 class Results(TypedDict):
     experiment: ExperimentInfo
     environment: dict[str, Any]  # experiments.environment.describe, shown as a table
     cells: list[CellResult]
     enqueue: EnqueueResult | None
     redis: RedisCeiling | None
+    delay: NotRequired[Delay]  # experiments with cells behind a delaying relay
 
 
 class InProcessRow(TypedDict):

@@ -27,9 +27,11 @@ from tasks.workloads import WORKLOADS, Workload, call_label
 ARRIVALS = ("prefill", "burst", "rate")
 OVERRIDABLE = ("prefetch_multiplier", "acks_late", "events", "results", "visibility_timeout", "loglevel")
 TOP_KEYS = {"name", "description", "repetitions", "flower", "settings", "cells", "enqueue", "redis_benchmark",
-            "reuse_workers"}
+            "reuse_workers", "calibration_pings"}
 CELL_KEYS = {"label", "pools", "concurrency", "workload", "params", "tasks", "rounds", "duration", "repetitions",
-             "arrival", "rate", "load", "load_base", "timing", "worker_args", "settings"}  # fmt: skip
+             "arrival", "rate", "load", "load_base", "timing", "worker_args", "settings", "rtt_ms",
+             "prefetch"}  # fmt: skip
+MAX_RTT_MS = 1000.0
 LOAD_BASES = ("own", "slowest")
 
 
@@ -66,11 +68,15 @@ class Cell:
     paired_untimed: bool = False  # `timing = "paired"`: each repetition also runs once with timing off
     worker_args: tuple[str, ...] = ()
     overrides: tuple[tuple[str, Any], ...] = ()
+    rtt_ms: float = 0.0  # round trip added between the worker and Redis by a delaying relay; 0: direct
+    prefetch: int | None = None  # the block's `prefetch` level (also in overrides as prefetch_multiplier)
 
     @property
     def id(self) -> str:
+        rtt = f"-rtt{self.rtt_ms:g}ms" if self.rtt_ms else ""
+        prefetch = f"-pf{self.prefetch}" if self.prefetch is not None else ""
         suffix = "" if self.timing else "-notiming"
-        return f"{self.index:02d}-{self.label}-{self.workload}-{self.pool}-c{self.concurrency}{suffix}"
+        return f"{self.index:02d}-{self.label}-{self.workload}-{self.pool}-c{self.concurrency}{rtt}{prefetch}{suffix}"
 
     @property
     def param(self) -> dict[str, Any]:
@@ -91,7 +97,10 @@ class Cell:
         return dict(self.overrides)
 
     def title(self) -> str:
-        return f"{call_label(self.workload, self.param)} on {self.pool} c={self.concurrency}, {self.arrival.describe()}"
+        knobs = (f", RTT +{self.rtt_ms:g} ms" if self.rtt_ms else "") + \
+            (f", prefetch {self.prefetch}" if self.prefetch is not None else "")
+        return (f"{call_label(self.workload, self.param)} on {self.pool} c={self.concurrency}{knobs}, "
+                f"{self.arrival.describe()}")
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,7 @@ class Experiment:
     enqueue: EnqueueBench | None = EnqueueBench()
     redis_benchmark: bool = True
     reuse_workers: bool = False  # cells that need the same worker share one, started once
+    calibration_pings: int = 600  # PINGs per relay RTT when cells have rtt_ms (experiments.delay)
     source: str = ""
     digest: str = ""
 
@@ -152,6 +162,7 @@ def parse(text: str, default_name: str = "experiment") -> Experiment:
         enqueue=_enqueue(data.get("enqueue", {})),
         redis_benchmark=_bool(data.get("redis_benchmark", True), "redis_benchmark"),
         reuse_workers=_bool(data.get("reuse_workers", False), "reuse_workers"),
+        calibration_pings=_int(data.get("calibration_pings", 600), "calibration_pings", 10, 100_000),
         source=text,
         digest=hashlib.sha256(text.encode()).hexdigest()[:16],
     )
@@ -181,14 +192,43 @@ def _expand(block: object, number: int, repetitions: int, start: int) -> list[Ce
         "worker_args": tuple(str(a) for a in _list(block.get("worker_args", []), f"{where}: worker_args", empty=True)),
         "overrides": tuple(sorted(_overrides(block.get("settings", {}), f"{where}: settings").items())),
     }
+    rtts = [_number(r, f"{where}: rtt_ms", 0, MAX_RTT_MS) for r in _list(block.get("rtt_ms", [0.0]), where)]
+    cells: list[Cell] = []
+    for rtt_ms in rtts:
+        cells += _expand_rtt(block, common, pools, levels, rtt_ms, where, start + len(cells))
+    return cells
+
+
+def _expand_rtt(block: Mapping[str, Any], common: dict[str, Any], pools: list[str], levels: list[int],
+                rtt_ms: float, where: str, start: int) -> list[Cell]:
+    """One RTT's cells: every pool x prefetch level x concurrency (indexes continue from `start`)."""
     cells: list[Cell] = []
     for pool in pools:
-        for concurrency in levels:
-            arrival = _arrival_at(block, common["arrival"], pools, concurrency, where)
-            tasks = _tasks(block, pool, concurrency, arrival, where)
-            cells.append(Cell(index=start + len(cells) + 1, pool=pool, concurrency=concurrency, tasks=tasks,
-                              **{**common, "arrival": arrival}))
+        for prefetch in _prefetches(block, common["overrides"], where):
+            overrides = _with_prefetch(common["overrides"], prefetch)
+            for concurrency in levels:
+                arrival = _arrival_at(block, common["arrival"], pools, concurrency, where)
+                tasks = _tasks(block, pool, concurrency, arrival, where)
+                cells.append(Cell(index=start + len(cells) + 1, pool=pool, concurrency=concurrency, tasks=tasks,
+                                  rtt_ms=rtt_ms, prefetch=prefetch,
+                                  **{**common, "arrival": arrival, "overrides": overrides}))
     return cells
+
+
+def _prefetches(block: Mapping[str, Any], overrides: tuple[tuple[str, Any], ...], where: str) -> list[int | None]:
+    """The block's `prefetch` levels (worker_prefetch_multiplier), each a cell of its own; [None] if not given."""
+    if "prefetch" not in block:
+        return [None]
+    if "prefetch_multiplier" in dict(overrides):
+        raise SpecError(f"{where}: give prefetch or settings.prefetch_multiplier, not both")
+    what = f"{where}: prefetch"
+    return [_int(level, what, 1, 10_000) for level in _list(block["prefetch"], what)]
+
+
+def _with_prefetch(overrides: tuple[tuple[str, Any], ...], prefetch: int | None) -> tuple[tuple[str, Any], ...]:
+    if prefetch is None:
+        return overrides
+    return tuple(sorted({**dict(overrides), "prefetch_multiplier": prefetch}.items()))
 
 
 def _tasks(block: Mapping[str, Any], pool: str, concurrency: int, arrival: Arrival, where: str) -> int:

@@ -83,6 +83,11 @@ def cell_result(run: CellRun) -> CellResult:
         "io_observed": _percentiles(timings.io_observed),
         "io_inflation": _io_inflation(run, timings),
         "latency_server_cpu_s": _round(_sum(rep.latency_cpu_s for rep in everything), 3),
+        "rtt_ms": cell.rtt_ms,
+        "prefetch_multiplier": cell.setting_overrides.get("prefetch_multiplier"),
+        "relay_cpu_s": _round(relay_cpu := _sum(rep.relay_cpu_s for rep in everything), 3),
+        "relay_cpu_us_per_task": _round(_per_task_us(relay_cpu, everything), 1),
+        "redis_cpu_us_per_task": _round(_per_task_us(_sum(rep.redis_cpu_s for rep in everything), everything), 1),
         "redis": _redis(reps),
         "flower": _flower(reps),
         "throughput_runs": [_round(_throughput(rep)) for rep in reps],
@@ -169,6 +174,12 @@ def _flower(reps: list[Repetition]) -> FlowerChecks | None:
     if not checks:
         return None
     return {"checked": len(checks), "mismatches": sum(not c["match"] for c in checks), "runs": checks}
+
+
+def _per_task_us(cpu_s: float | None, reps: list[Repetition]) -> float | None:
+    """The relay's CPU per task that ended: what delaying one task's Redis traffic cost it."""
+    ended = sum(rep.accounting.completed + rep.accounting.failed for rep in reps)
+    return cpu_s / ended * 1e6 if cpu_s is not None and ended else None
 
 
 def _sum(values: Any) -> float | None:

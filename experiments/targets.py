@@ -66,9 +66,13 @@ class Target:
 
 @contextlib.contextmanager
 def started(settings: Settings, pool: str, concurrency: int, extra: tuple[str, ...],
-            log_path: Path) -> Iterator[Target]:
-    """Start `lab worker POOL -c N`, yield it, and always stop it (warm shutdown)."""
-    worker = Worker(settings, pool, concurrency, log_path, extra)
+            log_path: Path, worker_settings: Settings | None = None) -> Iterator[Target]:
+    """Start `lab worker POOL -c N`, yield it, and always stop it (warm shutdown).
+
+    `worker_settings` (default: `settings`) are the worker's own, e.g. its broker behind a delaying
+    relay; the target's control commands use `settings`, so pausing and resuming stay direct.
+    """
+    worker = Worker(worker_settings or settings, pool, concurrency, log_path, extra)
     try:
         worker.start(timeout=120)
         with client_app(settings) as app:

@@ -6,12 +6,15 @@ import json
 from pathlib import Path
 
 from experiments.schema import Results
-from report import content, html, markdown, plots, verdicts
+from report import content, html, markdown, plots, rtt, verdicts
 
 
 def write_report(results: Results, out: Path) -> Path:
     """Render the whole report into `out`; return the path of report.md."""
     made = plots.write_all(results["cells"], out / "plots", verdicts.headline(results))
+    delayed = rtt.figure(results)
+    if delayed is not None:
+        delayed.savefig(out / "plots" / rtt.PLOT, dpi=110, bbox_inches="tight")
     blocks = content.blocks(results, made)
     (out / "report.md").write_text(markdown.render(blocks))
     (out / "report.html").write_text(html.render(blocks, f"Experiment {results['experiment']['name']}"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from experiments.schema import CellResult, ExperimentInfo, Results
-from report import findings, verdicts
+from report import findings, rtt, verdicts
 from report.document import Block, Bullets, Heading, Image, Paragraph, Table
 from report.plots import label_of
 from tasks.workloads import call_label
@@ -28,6 +28,7 @@ def blocks(results: Results, plots: list[tuple[str, str]]) -> list[Block]:
 
     out += image("throughput.png")
     out += [Heading("Summary"), _summary_table(cells), Paragraph(_legend(experiment, cells))]
+    out += rtt.section(results)
     out += _model_section(cells)
     out += image("efficiency.png", "memory.png")
     out += _latency_section(cells) + image("latency.png") + _overhead_section(cells) + image("overhead.png")

@@ -124,7 +124,7 @@ def install(app: Celery) -> None:
         pid = os.getpid()
         with _scripts_lock:  # two threads building clients at once: the loser's is closed by GC mid-use
             if pid not in _scripts:
-                _scripts[pid] = writer_client(app.conf.lab_settings.require_broker()).register_script(RECORD_SCRIPT)
+                _scripts[pid] = writer_client(app.conf.lab_settings.require_ledger()).register_script(RECORD_SCRIPT)
         return _scripts[pid]
 
     @signals.task_prerun.connect(weak=False)

@@ -115,6 +115,20 @@ def model_per_s(concurrency: int, usable_cores: int, cpu_s: float, io_s: float) 
     return min(bounds) if bounds else math.inf
 
 
+def broker_bound_per_s(direct_per_s: float, serial_round_trips: float, rtt_s: float) -> float:
+    """The broker-latency model: the consumer's time per task direct, plus its serial round trips x RTT.
+
+    A worker's consumer fetches one message at a time (kombu's Redis transport keeps one BLMOVE in
+    flight per worker, whatever the prefetch multiplier and the concurrency), so the round trips on
+    its path add up instead of overlapping: per task it spends 1/direct (Celery's own work, measured
+    at RTT 0) plus `serial_round_trips` x RTT waiting. Prefetch lets the fetches overlap the tasks'
+    execution, not each other: the pool's slots divide the CPU bound (model_per_s), never this one.
+    """
+    if direct_per_s <= 0:
+        return 0.0
+    return 1 / (1 / direct_per_s + serial_round_trips * rtt_s)
+
+
 WORKLOADS: Final = {
     workload.name: workload
     for workload in (

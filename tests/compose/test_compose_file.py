@@ -33,6 +33,7 @@ SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN", re.I)
 REQUIRED_VAR = re.compile(r"^\$\{(\w+):\?[^}]*\}$")  # ${NAME:?message}: no default, so no value here
 OVERRIDE = yaml.safe_load((ROOT / "compose" / "local-images.yml").read_text())
 FAULTS_OVERRIDE = yaml.safe_load((ROOT / "compose" / "faults.yml").read_text())
+RTT_OVERRIDE = yaml.safe_load((ROOT / "compose" / "rtt.yml").read_text())
 COMPOSE_V2 = ROOT / ".tools" / "docker" / "cli-plugins" / "docker-compose"  # tools/compose-v2.sh
 PROFILES = sorted({profile for service in SERVICES.values() for profile in service.get("profiles", [])})
 
@@ -175,7 +176,8 @@ def seconds(duration: str) -> float:
 
 
 @pytest.mark.parametrize("files", [("docker-compose.yml",), ("docker-compose.yml", "compose/local-images.yml"),
-                                   ("docker-compose.yml", "compose/local-images.yml", "compose/faults.yml")])
+                                   ("docker-compose.yml", "compose/local-images.yml", "compose/faults.yml"),
+                                   ("docker-compose.yml", "compose/rtt.yml")])
 @pytest.mark.parametrize("profile", [None, *PROFILES])
 def test_compose_v2_accepts_the_file(files: tuple[str, ...], profile: str | None) -> None:
     """`docker compose config -q` (the project-local Compose v2, standalone: no engine needed)."""
@@ -256,3 +258,19 @@ def test_dockerfile_base_is_an_argument_and_dockerignore_keeps_the_context_small
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     assert "*" in lines, "ignore everything, then allow what runs"
     assert allowed <= {"pyproject.toml", *PACKAGES}, allowed
+
+
+def test_the_rtt_override_puts_the_relay_between_the_workers_and_redis_only() -> None:
+    """compose/rtt.yml: workers' broker through the relay, their ledger writes direct; Flower and producer untouched."""
+    services = RTT_OVERRIDE["services"]
+    assert set(services) == {"broker-relay", "worker-threads", "worker-prefork"}
+    relay = services["broker-relay"]
+    assert relay["command"][:2] == ["lab", "relay"] and "ports" not in relay and "environment" not in relay
+    assert "${LAB_RTT_MS:-" in relay["command"][-1]
+    parse_like_the_cli("lab", [*relay["command"][1:-1], "2"])
+    assert relay["command"][relay["command"].index("--target-host") + 1] == "redis"
+    for name in ("worker-threads", "worker-prefork"):
+        env = services[name]["environment"]
+        assert "@broker-relay:6380/" in env["LAB_BROKER_URL"] and "@redis:6379/" in env["LAB_LEDGER_URL"]
+        assert all(url.startswith("redis://:${REDIS_PASSWORD:?") for url in env.values()), "no password here"
+        assert services[name]["depends_on"]["broker-relay"]["condition"] == "service_healthy"

@@ -96,3 +96,51 @@ def test_shipped_experiments_load() -> None:
 def test_missing_file_is_a_spec_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="cannot read"):
         load(tmp_path / "nope.toml")
+
+
+RTT_BLOCK = """
+[[cells]]
+label = "net"
+pools = ["threads", "prefork"]
+concurrency = [2]
+workload = "noop"
+tasks = 10
+"""
+
+
+def test_rtt_and_prefetch_expand_into_cells_of_their_own() -> None:
+    experiment = parse(RTT_BLOCK + "rtt_ms = [0, 0.5, 10]\nprefetch = [1, 16]\n")
+    cells = experiment.cells
+    assert len(cells) == 3 * 2 * 2 and len({c.id for c in cells}) == len(cells)
+    assert [(c.rtt_ms, c.pool, c.prefetch) for c in cells[:4]] == [
+        (0.0, "threads", 1), (0.0, "threads", 16), (0.0, "prefork", 1), (0.0, "prefork", 16)]
+    assert {c.setting_overrides["prefetch_multiplier"] for c in cells} == {1, 16}
+    assert cells[0].id == "01-net-noop-threads-c2-pf1" and cells[-1].id == "12-net-noop-prefork-c2-rtt10ms-pf16"
+    assert "RTT +0.5 ms, prefetch 1" in cells[4].title()
+    assert [c.index for c in cells] == list(range(1, 13))
+
+
+def test_without_rtt_or_prefetch_cells_are_direct_and_keep_their_ids() -> None:
+    (cell, _) = parse(RTT_BLOCK).cells
+    assert (cell.rtt_ms, cell.prefetch, cell.id) == (0.0, None, "01-net-noop-threads-c2")
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("rtt_ms = [-1]", "rtt_ms must be a number between 0 and 1000"),
+    ("rtt_ms = [5000]", "rtt_ms must be a number between 0 and 1000"),
+    ("rtt_ms = ['fast']", "rtt_ms must be a number"),
+    ("prefetch = [0]", "prefetch must be an integer between 1 and 10000"),
+    ("prefetch = [1.5]", "prefetch must be an integer"),
+    ("prefetch = [1]\nsettings = { prefetch_multiplier = 4 }", "not both"),
+])  # fmt: skip
+def test_bad_rtt_or_prefetch_is_one_line(extra: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse(RTT_BLOCK + extra + "\n")
+
+
+def test_the_shipped_rtt_experiment_is_the_issues_grid() -> None:
+    cells = load(ROOT / "config" / "experiments" / "rtt.toml").cells
+    assert {c.rtt_ms for c in cells} == {0.0, 0.5, 2.0, 10.0}
+    assert {c.pool for c in cells} == {"threads", "prefork", "gevent"}
+    assert {c.prefetch for c in cells} == {1, 4, 16} and {c.workload for c in cells} == {"noop", "square"}
+    assert len(cells) == 4 * 3 * 3 * 2 and all(c.repetitions >= 3 for c in cells)
