@@ -73,6 +73,9 @@ class Settings:
     # flag such a worker runs with: refuse to start if its GIL is on (tasks.interpreter).
     freethreaded_python: Path = field(default_factory=lambda: PROJECT_ROOT / ".venv-ft" / "bin" / "python")
     require_no_gil: bool = False
+    # `lab advise`: the user's callable (`module:name`) a worker serves as `tasks.advised` (tasks.advised);
+    # unset, no worker registers that task.
+    advise_target: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -152,8 +155,22 @@ class Settings:
             raise SettingsError("flower user must be non-empty and contain no ':'")
         if len(self.flower_password) < 8:
             raise SettingsError("flower password must be at least 8 characters")
+        self._validate_addresses()
+
+    def _validate_addresses(self) -> None:
         if self.latency_server is not None:
             _check_address("latency server", self.latency_server)
+        if self.advise_target is not None:
+            check_target_spec(self.advise_target)
+
+
+def check_target_spec(spec: str) -> str:
+    """`module:name` (the name may be dotted: `module:Class.method`), both parts Python identifiers."""
+    module, _, name = spec.partition(":")
+    parts = [*module.split("."), *name.split(".")]
+    if not module or not name or not all(part.isidentifier() for part in parts):
+        raise SettingsError(f"target must be module:name (e.g. mymodule:resize_image), got {spec!r}")
+    return spec
 
 
 def _check_address(what: str, address: str) -> None:
@@ -225,6 +242,7 @@ _PARSERS: dict[str, type | object] = {
     "latency_server": str,
     "freethreaded_python": Path,
     "require_no_gil": _parse_bool,
+    "advise_target": str,
 }
 
 

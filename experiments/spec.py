@@ -66,6 +66,7 @@ class Cell:
     paired_untimed: bool = False  # `timing = "paired"`: each repetition also runs once with timing off
     worker_args: tuple[str, ...] = ()
     overrides: tuple[tuple[str, Any], ...] = ()
+    definition: Workload | None = None  # a workload outside the catalogue (lab advise's generic task)
 
     @property
     def id(self) -> str:
@@ -78,7 +79,7 @@ class Cell:
 
     @property
     def task(self) -> Workload:
-        return WORKLOADS[self.workload]
+        return self.definition or WORKLOADS[self.workload]
 
     @property
     def needs_measured_cpu(self) -> bool:
