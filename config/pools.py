@@ -45,10 +45,11 @@ class Pool:
     default_concurrency: int  # 0: the number of cores
     free_threaded: bool = False  # runs on the free-threaded interpreter, and refuses to run with a GIL
     memory: MemoryCost | None = None  # measured by the lab (threads and prefork on 3.11); None: not measured
-    # Seconds of the worker's own work per task (Celery's consumer, ack, the ledger's record), with
-    # events and results off: threads did noop at 386-399/s (2.6 ms, holding the GIL: `make bench`);
-    # prefork 320/s on 1.7 ms squares at c=2 (about 4 ms of core time per task, parent and child:
-    # claim 4 of `make bench-full`). None: not measured.
+    # Seconds of the worker's own serial work per task (Celery's consumer, ack, the ledger's record),
+    # events and results off: threads did noop at 386-399/s (2.6 ms, in the consumer thread, holding
+    # the GIL: `make bench`); prefork did 320/s on 1.7 ms squares at c=2 and 250-300/s on 2 ms tasks
+    # (about 3 ms per task in the parent, which dispatches every task: claim 4 of `make bench-full`,
+    # lab advise's own test target). None: not measured.
     task_overhead_s: float | None = None
 
     @property
@@ -89,7 +90,7 @@ POOLS: Final = {
         Pool("threads", "threads", parallel=False, default_concurrency=8, memory=THREADS_MEMORY,
              task_overhead_s=0.0026),
         Pool("prefork", "prefork", parallel=True, default_concurrency=0, memory=PREFORK_MEMORY,
-             task_overhead_s=0.004),
+             task_overhead_s=0.003),
         Pool("gevent", "gevent", parallel=False, default_concurrency=100),
         Pool("eventlet", "eventlet", parallel=False, default_concurrency=100),
         Pool("solo", "solo", parallel=False, default_concurrency=1),

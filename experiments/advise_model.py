@@ -1,13 +1,14 @@
 """`lab advise`, step 2: predict every pool x concurrency from the profile, rank, and shortlist.
 
-Tasks/s is the lab's model (tasks.workloads.model_per_s) with the profile's CPU and waiting, the
-threads pool's usable cores from the measured GIL share (config.pools.Pool.usable_cores_for_task)
-and the worker's own cost per task (Pool.task_overhead_s). p95 is a task's run time in the worker
-(start to finish) at full load: with every slot busy, Little's law makes the mean run time
-`concurrency / tasks per second`, times the tail the profile saw (its p95 over its mean). Queue
-wait is left out: it depends on how fast tasks arrive, which advise does not know. Memory is the
-lab's measured worker memory for the pool (Pool.memory) plus the target's import plus one call's
-peak per slot (every slot can be mid-call at once).
+Tasks/s is the lab's model (tasks.workloads.model_per_s) with the profile's CPU and waiting,
+the threads pool's usable cores from the measured GIL share (Pool.usable_cores_for_task),
+capped for c > 1 by the cores' worth of CPU the profile's threads delivered in-process (a GIL
+hand-off costs too: bpo-7946), and the worker's own serial work per task (Pool.task_overhead_s).
+p95 is a task's run time in the worker (start to finish) at full load: with every slot busy,
+Little's law makes the mean run time `concurrency / tasks per second`, times the tail the profile
+saw (its p95 over its mean). Queue wait is left out: it depends on how fast tasks arrive, which
+advise does not know. Memory is the lab's measured worker memory for the pool (Pool.memory) plus
+the target's import plus one call's peak per slot (every slot can be mid-call at once).
 
 The ranking is the one rule both the shortlist (on predictions) and the recommendation (on
 measurements, report.verdicts) use: among the configurations that meet the constraints, those
@@ -52,10 +53,9 @@ def predict(profile: Profile, pool: str, concurrency: int, cores: int | None = N
     cores = cores or os.cpu_count() or 1
     spec = POOLS[pool]
     usable = spec.usable_cores_for_task(concurrency, profile.gil_share, cores)
-    overhead = spec.task_overhead_s or 0.0
-    if spec.parallel:
-        overhead /= min(concurrency, cores)  # the worker's own CPU is spread over the cores too
-    per_s = model_per_s(concurrency, usable, profile.cpu_s, profile.io_s, overhead)
+    if pool == "threads" and concurrency > 1 and profile.gil_measured and profile.gil_cores > 0:
+        usable = min(usable, profile.gil_cores)  # what threads delivered in-process: GIL hand-offs cost too
+    per_s = model_per_s(concurrency, usable, profile.cpu_s, profile.io_s, spec.task_overhead_s or 0.0)
     tail = max(1.0, profile.wall_p95_s / profile.wall_s) if profile.wall_s > 0 else 1.0
     base = spec.memory.at(concurrency) if spec.memory else 0.0
     return {"pool": pool, "concurrency": concurrency, "usable_cores": round(usable, 3),

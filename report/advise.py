@@ -15,8 +15,8 @@ from rich.table import Table
 from experiments.advise_model import Constraints
 from report.verdicts import ADVICE_TOLERANCE, model_missed, recommend
 
-COLUMNS = ("pool", "c", "tasks/s predicted", "tasks/s measured (min–max)", "measured/predicted",
-           "p95 run predicted", "p95 run measured", "memory predicted", "memory measured (USS)", "lost")
+COLUMNS = ("pool", "c", "tasks/s pred", "tasks/s meas (min–max)", "meas/pred", "p95 pred", "p95 meas",
+           "MB pred", "MB meas", "lost")
 
 
 def judge(advice: dict[str, Any]) -> dict[str, Any]:
@@ -44,11 +44,11 @@ def why_missed(row: Mapping[str, Any], profile: Mapping[str, Any]) -> str:
 
 def rows_text(row: Mapping[str, Any]) -> list[str]:
     efficiency = row.get("efficiency")
-    return [row["pool"], str(row["concurrency"]), f"{row['predicted_per_s']:g}",
+    return [row["pool"], str(row["concurrency"]), _num(row["predicted_per_s"]),
             f"{_num(row['measured_per_s'])} ({_num(row['measured_min'])}–{_num(row['measured_max'])})",
             "-" if efficiency is None else f"{efficiency:.0%}",
             _ms(row["predicted_p95_s"]), _ms(row["measured_p95_s"]),
-            f"{row['predicted_memory_mb']:g} MB", f"{_num(row['measured_memory_mb'])} MB", str(row["lost"])]
+            _num(row["predicted_memory_mb"]), _num(row["measured_memory_mb"]), str(row["lost"])]
 
 
 def markdown(advice: Mapping[str, Any]) -> str:
@@ -107,7 +107,10 @@ def finish(advice: dict[str, Any], run_dir: Path, json_out: Path | None, console
 
 
 def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"
+    """Three significant figures at most: these are measurements."""
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def _ms(seconds: float | None) -> str:

@@ -116,11 +116,13 @@ class Workload:
 def model_per_s(concurrency: int, usable_cores: float, cpu_s: float, io_s: float, overhead_s: float = 0.0) -> float:
     """min(c / (cpu + io), U / cpu): the slots bound and the cores bound (U may be fractional).
 
-    `overhead_s` is what the worker itself spends per task on the same bottleneck (lab advise: the
-    GIL for threads, the cores for prefork; config.pools.Pool.task_overhead_s); the cores bound is
-    then 1 / (cpu / U + overhead). The experiments leave it at 0: their ideal is the task's own.
+    `overhead_s` is the worker's own serial work per task (lab advise; config.pools.Pool.task_overhead_s:
+    the consumer thread under the GIL for threads, the parent dispatching to its children for prefork).
+    A slot waits for it too, so the bounds become c / (cpu + io + overhead) and 1 / (cpu / U + overhead).
+    The experiments leave it at 0: their ideal is the task's own.
     """
-    bounds = [concurrency / (cpu_s + io_s)] if cpu_s + io_s > 0 else []
+    busy = cpu_s + io_s + overhead_s
+    bounds = [concurrency / busy] if busy > 0 else []
     if cpu_s > 0 or overhead_s > 0:
         bounds.append(1 / (cpu_s / usable_cores + overhead_s))
     return min(bounds) if bounds else math.inf

@@ -73,7 +73,8 @@ def test_gil_share_inverts_amdahl_and_the_threads_pool_uses_it() -> None:
 def profile(cpu_ms: float, io_ms: float, gil: float, peak_mb: float = 1.0) -> Profile:
     wall = (cpu_ms + io_ms) / 1000
     return Profile(calls=10, wall_s=wall, cpu_s=cpu_ms / 1000, io_s=io_ms / 1000, wall_p95_s=wall, peak_mb=peak_mb,
-                   import_mb=0.0, threads=2, gil_phase_per_s=0.0, gil_cores=0.0, gil_share=gil, gil_measured=True)
+                   import_mb=0.0, threads=2, gil_phase_per_s=0.0, gil_cores=1 / (gil + (1 - gil) / 2), gil_share=gil,
+                   gil_measured=True)
 
 
 def test_a_task_holding_the_gil_is_predicted_faster_on_prefork() -> None:
