@@ -30,12 +30,13 @@ from rich.console import Console
 
 from config import Settings
 from config.settings import check_target_spec
-from experiments.advise_model import Constraints, Row, predictions, shortlist
+from experiments.advise_model import Constraints, Row, predict, predictions, shortlist
 from experiments.advise_profile import AdviseError, Profile, profile
-from experiments.measure import Context, measure_cell
+from experiments.measure import Context, measure_cell, run_repetition, worker_for
 from experiments.progress import CellProgress
 from experiments.spec import Arrival, Cell
 from experiments.summary import cell_result
+from experiments.targets import Target
 from stack import processes
 from stack.latency_server import LatencyServer
 from stack.redis_server import RedisServer
@@ -44,6 +45,7 @@ from tasks.workloads import Costs, advised
 
 REPETITIONS = 2
 MAX_TASKS = 20_000
+CALIBRATION_TASKS = 300  # about a second of noop
 
 
 @dataclass(frozen=True)
@@ -140,10 +142,29 @@ def _prove(settings: Settings, request: Request, measured: Profile, chosen: list
             ctx.on_progress = progress.tasks_done
             for cell in cells:
                 progress.start(cell)
-                result = cell_result(measure_cell(ctx, cell))
+                with worker_for(ctx, cell, settings) as target:
+                    predicted[cell.id] = _calibrated(ctx, cell, target, measured, predicted[cell.id])
+                    result = cell_result(measure_cell(ctx, cell, shared=target))
                 progress.finish(cell, result)
                 rows.append(_measured_row(predicted[cell.id], result, measured))
     return rows
+
+
+def _calibrated(ctx: Context, cell: Cell, target: Target, measured: Profile, row: Row) -> Row:
+    """The prediction again, with the worker's own cost per task measured on this very worker.
+
+    A burst of `noop` tasks (nothing to do: what is left is Celery's consumer, dispatch, ack and the
+    ledger's record) on the worker at its concurrency, just before the target's burst: 1 / its rate
+    is the worker's serial work per task. The figure in config.pools was measured at one
+    concurrency on a quiet machine; at c=32, or while another program takes a core, it differs.
+    The shortlist's prediction (the pool's figure) is kept beside it.
+    """
+    noop = Cell(index=cell.index, label="calibrate", pool=cell.pool, concurrency=cell.concurrency, workload="noop",
+                params=(), tasks=max(CALIBRATION_TASKS, 8 * cell.concurrency), repetitions=1)
+    rate = run_repetition(ctx, noop, ctx.settings, target).drain_per_s
+    overhead = 1 / rate if rate > 0 and math.isfinite(rate) else None
+    again = predict(measured, cell.pool, cell.concurrency, overhead_s=overhead)
+    return {**again, "predicted_before_per_s": row["predicted_per_s"], "noop_per_s": round(rate, 1)}
 
 
 def _cell(number: int, row: Row, workload: Any, prove_s: float) -> Cell:

@@ -3,9 +3,11 @@
 Per call: wall time, the calling thread's CPU time, and the rest as waiting; the memory a call
 holds at its peak and what importing the target costs. Then how much of its CPU holds the GIL:
 CPU time is not GIL time (hashlib or zlib on a large buffer release the GIL), so the target runs
-on enough threads at once to keep every core busy were there no GIL, and the cores' worth of its
-CPU they deliver (throughput x one call's CPU time alone) gives the GIL-holding share `g` through
-Amdahl's law (config.pools.Pool.usable_cores_for_task).
+on enough threads at once to keep every core busy were there no GIL, then on as many processes,
+and the cores' worth of its CPU each delivers (throughput x one call's CPU time alone) gives the
+GIL-holding share `g` through Amdahl's law (config.pools.Pool.usable_cores_for_task): threads
+against processes measured a second apart, so cores that another program is using at the time
+count against neither. What the processes delivered is also the cores prefork can expect now.
 
 Why a child process: the target is code the lab has never seen. A call that hangs must be
 stopped (the child is killed at the deadline; a thread cannot be), a target that exits or crashes
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 import resource
 import selectors
@@ -60,6 +63,7 @@ class Profile:
     gil_cores: float  # cores' worth of the target's CPU the threads delivered
     gil_share: float  # share of its CPU that holds the GIL (1: pure Python)
     gil_measured: bool  # False: waiting dominates, the threads could not reach one core's worth
+    process_cores: float  # cores' worth of its CPU as many processes delivered (what prefork can use now)
 
     @property
     def busy_share(self) -> float:
@@ -194,6 +198,30 @@ def _on_threads(target: Callable[..., Any], args: list[Any], kwargs: dict[str, A
     return sum(done), time.perf_counter() - started
 
 
+_forked: tuple[Callable[..., Any], list[Any], dict[str, Any]] | None = None
+
+
+def _calls_for(seconds: float) -> int:
+    """In a forked process: call the target back to back for `seconds`; how many calls ended."""
+    assert _forked is not None
+    target, args, kwargs = _forked
+    deadline, count = time.perf_counter() + seconds, 0
+    while time.perf_counter() < deadline:
+        target(*args, **kwargs)
+        count += 1
+    return count
+
+
+def _on_processes(target: Callable[..., Any], args: list[Any], kwargs: dict[str, Any],
+                  processes: int) -> float:
+    """Calls per second on `processes` forked processes, each calling back to back for MIN_GIL_PHASE_S."""
+    global _forked
+    _forked = (target, args, kwargs)
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        counts = pool.map(_calls_for, [MIN_GIL_PHASE_S] * processes, chunksize=1)
+    return sum(counts) / MIN_GIL_PHASE_S
+
+
 def _measure(request: dict[str, Any], send: Callable[..., None]) -> dict[str, Any]:
     before = _rss_mb()
     target = advised.load(request["spec"])
@@ -214,14 +242,15 @@ def _measure(request: dict[str, Any], send: Callable[..., None]) -> dict[str, An
     threads = max(cores, min(MAX_THREADS, math.ceil(cores / max(busy, 1e-9))))
     count, elapsed = _on_threads(target, args, kwargs, threads)
     per_s = count / elapsed
-    parallel = min(threads * busy, cores)  # cores the threads could keep busy were there no GIL
     delivered = per_s * cpu
+    on_processes = _on_processes(target, args, kwargs, threads) * cpu
+    parallel = min(threads * busy, cores, on_processes)  # cores the threads could keep busy were there no GIL
     measured = parallel > 1.2  # below that, even a GIL held throughout would not be the limit
     return {"calls": len(samples), "wall_s": wall, "cpu_s": cpu, "io_s": max(0.0, wall - cpu),
             "wall_p95_s": statistics.quantiles(walls, n=20)[-1] if len(walls) > 1 else wall,
             "peak_mb": peak, "import_mb": import_mb, "threads": threads, "gil_phase_per_s": per_s,
             "gil_cores": delivered, "gil_share": gil_share(delivered, parallel) if measured else 1.0,
-            "gil_measured": measured}
+            "gil_measured": measured, "process_cores": on_processes}
 
 
 def main() -> None:

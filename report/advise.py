@@ -1,5 +1,9 @@
 """`lab advise`'s answer: one table (predicted vs measured per proved configuration), the
 recommendation with the constraint that decided it, where the model missed and why; JSON for tools.
+
+`noop/s` is the worker's own ceiling, measured on it just before its burst; the prediction beside
+it uses that (1 / noop/s is the worker's serial work per task). The shortlist's prediction, made
+with the pool's figure from config.pools, is `predicted_before_per_s` in the JSON.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from rich.table import Table
 from experiments.advise_model import Constraints
 from report.verdicts import ADVICE_TOLERANCE, model_missed, recommend
 
-COLUMNS = ("pool", "c", "tasks/s pred", "tasks/s meas (min–max)", "meas/pred", "p95 pred", "p95 meas",
+COLUMNS = ("pool", "c", "noop/s", "tasks/s pred", "tasks/s meas (min–max)", "meas/pred", "p95 pred", "p95 meas",
            "MB pred", "MB meas", "lost")
 
 
@@ -44,7 +48,7 @@ def why_missed(row: Mapping[str, Any], profile: Mapping[str, Any]) -> str:
 
 def rows_text(row: Mapping[str, Any]) -> list[str]:
     efficiency = row.get("efficiency")
-    return [row["pool"], str(row["concurrency"]), _num(row["predicted_per_s"]),
+    return [row["pool"], str(row["concurrency"]), _num(row.get("noop_per_s")), _num(row["predicted_per_s"]),
             f"{_num(row['measured_per_s'])} ({_num(row['measured_min'])}–{_num(row['measured_max'])})",
             "-" if efficiency is None else f"{efficiency:.0%}",
             _ms(row["predicted_p95_s"]), _ms(row["measured_p95_s"]),
