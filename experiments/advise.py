@@ -106,7 +106,7 @@ def run_advice(settings: Settings, request: Request, run_dir: Path, console: Con
                         "p95_ms": request.constraints.p95_s * 1000 if request.constraints.p95_s else None},
         "environment": {"cores": os.cpu_count(), "python": platform.python_version(),
                         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-        "profile": measured.as_dict(),
+        "profile": {**measured.as_dict(), "cores": os.cpu_count()},
         "predictions": rows,
         "proved": proved,
     }  # fmt: skip

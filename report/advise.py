@@ -67,9 +67,14 @@ def markdown(advice: Mapping[str, Any]) -> str:
 
 
 def profile_line(profile: Mapping[str, Any]) -> str:
-    gil = (f"GIL-holding share {profile['gil_share']:.2f} ({profile['threads']} threads in-process delivered "
-           f"{profile['gil_cores']:.2f} cores' worth of its CPU)" if profile["gil_measured"]
-           else f"GIL share not measurable (busy {profile['busy_share']:.0%} of its time; assumed 1)")
+    delivered = (f"{profile['threads']} threads in-process delivered {profile['gil_cores']:.2f} cores' worth of its "
+                 f"CPU, as many processes {profile['process_cores']:.2f}")
+    if profile["gil_measured"]:
+        gil = f"GIL-holding share {profile['gil_share']:.2f} ({delivered})"
+    elif profile["threads"] * profile["busy_share"] >= 0.9 * (profile.get("cores") or 1):
+        gil = f"GIL share not measurable: the cores were busy with something else ({delivered}); assumed 1"
+    else:
+        gil = f"GIL share not measurable: it waits {1 - profile['busy_share']:.1%} of its time; assumed 1"
     return (f"one call {profile['wall_s'] * 1000:.1f} ms wall = {profile['cpu_s'] * 1000:.1f} ms CPU + "
             f"{profile['io_s'] * 1000:.1f} ms waiting (p95 {profile['wall_p95_s'] * 1000:.1f} ms), "
             f"peak {profile['peak_mb']:.1f} MB, import {profile['import_mb']:.1f} MB; {gil}")
