@@ -145,6 +145,34 @@ def soak(tasks: int, out: Path) -> None:
 
 
 @cli.command()
+@click.argument("target")
+@click.option("--args", "args_json", default="[]", show_default=True, help="Positional arguments, a JSON list.")
+@click.option("--kwargs", "kwargs_json", default="{}", show_default=True, help="Keyword arguments, a JSON object.")
+@click.option("--calls", type=click.IntRange(5, 100_000), default=50, show_default=True, help="Calls to profile.")
+@click.option("--max-memory-mb", type=click.FloatRange(min=1), default=None, help="Worker memory (USS) allowed.")
+@click.option("--p95-ms", type=click.FloatRange(min=0.001), default=None, help="p95 run time of a task allowed.")
+@click.option("--timeout", type=click.FloatRange(0.1, 3600), default=30.0, show_default=True,
+              help="Seconds one call may take before advise stops it.")
+@click.option("--prove-seconds", type=click.FloatRange(0.5, 600), default=10.0, show_default=True,
+              help="Seconds of draining per proved configuration, at its predicted rate.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=RESULTS / "advise")
+def advise(target: str, args_json: str, kwargs_json: str, calls: int, max_memory_mb: float | None,
+           p95_ms: float | None, timeout: float, prove_seconds: float, json_out: Path | None, out: Path) -> None:
+    """Profile TARGET (module:name, any callable or Celery task), predict, prove the top 3 on real workers."""
+    from experiments.advise import parse_request, run_advice, run_dir_for
+    from experiments.advise_model import Constraints
+    from report.advise import finish
+
+    constraints = Constraints(max_memory_mb, p95_ms / 1000 if p95_ms else None)
+    request = parse_request(target, args_json, kwargs_json, calls=calls, constraints=constraints,
+                            timeout_s=timeout, prove_s=prove_seconds)
+    run_dir = run_dir_for(out, target)
+    console = Console()
+    finish(run_advice(Settings.from_env(), request, run_dir, console), run_dir, json_out, console)
+
+
+@cli.command()
 @click.argument("run_dir", type=ExistingDir)
 def report(run_dir: Path) -> None:
     """Re-render a finished run's report (and claims, if it has them) from its files, without measuring."""

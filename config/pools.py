@@ -16,12 +16,41 @@ from typing import Final
 
 
 @dataclass(frozen=True)
+class MemoryCost:
+    """A worker's memory (USS of its whole tree) as `base_mb + per_slot_mb x concurrency`, task aside.
+
+    Fitted to this lab's own measurements on its 2-core VM (Python 3.11, Celery 5.6; README's
+    `make demo`, `make bench` and `make bench-full` tables): threads 48 MB at c=2, 48 MB at c=4,
+    57-59 MB at c=64; prefork 53 MB at c=2, 108 MB at c=4, 1,703-1,709 MB at c=64 (26.6 MB per
+    child: each is a whole interpreter with Celery loaded, whose pages a child soon writes to).
+    `lab advise` predicts a worker's memory from this plus what the task itself holds.
+    """
+
+    base_mb: float
+    per_slot_mb: float
+
+    def at(self, concurrency: int) -> float:
+        return self.base_mb + self.per_slot_mb * concurrency
+
+
+THREADS_MEMORY: Final = MemoryCost(47.5, 0.15)
+PREFORK_MEMORY: Final = MemoryCost(0.0, 26.6)
+
+
+@dataclass(frozen=True)
 class Pool:
     name: str  # the lab's name: queue `<prefix>.<name>`, worker `<name>@<host>`
     celery_pool: str  # `celery worker --pool`
     parallel: bool  # runs Python code on several cores at once
     default_concurrency: int  # 0: the number of cores
     free_threaded: bool = False  # runs on the free-threaded interpreter, and refuses to run with a GIL
+    memory: MemoryCost | None = None  # measured by the lab (threads and prefork on 3.11); None: not measured
+    # Seconds of the worker's own serial work per task (Celery's consumer, ack, the ledger's record),
+    # events and results off: threads did noop at 386-399/s (2.6 ms, in the consumer thread, holding
+    # the GIL: `make bench`); prefork did 320/s on 1.7 ms squares at c=2 and 250-300/s on 2 ms tasks
+    # (about 3 ms per task in the parent, which dispatches every task: claim 4 of `make bench-full`,
+    # lab advise's own test target). None: not measured.
+    task_overhead_s: float | None = None
 
     @property
     def env_name(self) -> str:
@@ -32,6 +61,25 @@ class Pool:
         """Cores this pool can keep busy with Python code at `concurrency`."""
         return min(concurrency, cores or os.cpu_count() or 1) if self.parallel else 1
 
+    def usable_cores_for_task(self, concurrency: int, gil_share: float, cores: int | None = None) -> float:
+        """Cores this pool can keep busy with *one task's* CPU, given the share of it that holds the GIL.
+
+        CPU time is not GIL time: C code such as `hashlib` or `zlib` on a large buffer releases the
+        GIL, and threads then run it on several cores at once. With `g` the GIL-holding share of a
+        task's CPU (measured by `lab advise`: its speed-up on several threads in-process) and
+        `n = min(concurrency, cores)`, Amdahl's law gives the threads pool `1 / (g + (1 - g) / n)`
+        cores: 1 for pure Python (g = 1), n for code that never holds the GIL (g = 0). Pools that run
+        one task at a time per interpreter thread without real threads (gevent, eventlet, solo) get 1
+        whatever g is; parallel pools (prefork, threads-ft) get n.
+        """
+        n = min(concurrency, cores or os.cpu_count() or 1)
+        if self.parallel:
+            return float(n)
+        if self.celery_pool != "threads":
+            return 1.0
+        share = min(1.0, max(0.0, gil_share))
+        return 1.0 / (share + (1.0 - share) / n)
+
     def concurrency_default(self) -> int:
         return self.default_concurrency or os.cpu_count() or 1
 
@@ -39,8 +87,10 @@ class Pool:
 POOLS: Final = {
     pool.name: pool
     for pool in (
-        Pool("threads", "threads", parallel=False, default_concurrency=8),
-        Pool("prefork", "prefork", parallel=True, default_concurrency=0),
+        Pool("threads", "threads", parallel=False, default_concurrency=8, memory=THREADS_MEMORY,
+             task_overhead_s=0.0026),
+        Pool("prefork", "prefork", parallel=True, default_concurrency=0, memory=PREFORK_MEMORY,
+             task_overhead_s=0.003),
         Pool("gevent", "gevent", parallel=False, default_concurrency=100),
         Pool("eventlet", "eventlet", parallel=False, default_concurrency=100),
         Pool("solo", "solo", parallel=False, default_concurrency=1),

@@ -77,6 +77,9 @@ class Settings:
     # a delaying relay between the workers and Redis keeps the harness's own writes direct, so the
     # RTT is paid by Celery's commands only (a real deployment has no ledger).
     ledger_url: str | None = field(default=None, repr=False)
+    # `lab advise`: the user's callable (`module:name`) a worker serves as `tasks.advised` (tasks.advised);
+    # unset, no worker registers that task.
+    advise_target: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -160,8 +163,22 @@ class Settings:
             raise SettingsError("flower user must be non-empty and contain no ':'")
         if len(self.flower_password) < 8:
             raise SettingsError("flower password must be at least 8 characters")
+        self._validate_addresses()
+
+    def _validate_addresses(self) -> None:
         if self.latency_server is not None:
             _check_address("latency server", self.latency_server)
+        if self.advise_target is not None:
+            check_target_spec(self.advise_target)
+
+
+def check_target_spec(spec: str) -> str:
+    """`module:name` (the name may be dotted: `module:Class.method`), both parts Python identifiers."""
+    module, _, name = spec.partition(":")
+    parts = [*module.split("."), *name.split(".")]
+    if not module or not name or not all(part.isidentifier() for part in parts):
+        raise SettingsError(f"target must be module:name (e.g. mymodule:resize_image), got {spec!r}")
+    return spec
 
 
 def _check_address(what: str, address: str) -> None:
@@ -234,6 +251,7 @@ _PARSERS: dict[str, type | object] = {
     "freethreaded_python": Path,
     "require_no_gil": _parse_bool,
     "ledger_url": str,
+    "advise_target": str,
 }
 
 

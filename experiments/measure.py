@@ -205,7 +205,8 @@ def _feed(cell: Cell, settings: Settings, target: targets.Target, plan: SendPlan
 
 
 def plan_for(cell: Cell, pool: str, rate: float | None, timing: bool = True) -> SendPlan:
-    return SendPlan(cell.workload, cell.tasks, (pool,), cell.param, rate=rate, timing=timing)
+    return SendPlan(cell.workload, cell.tasks, (pool,), cell.param, rate=rate, timing=timing,
+                    definition=cell.definition)
 
 
 def _ledger_errors(ctx: Context, cell: Cell) -> int:

@@ -70,6 +70,7 @@ class Cell:
     overrides: tuple[tuple[str, Any], ...] = ()
     rtt_ms: float = 0.0  # round trip added between the worker and Redis by a delaying relay; 0: direct
     prefetch: int | None = None  # the block's `prefetch` level (also in overrides as prefetch_multiplier)
+    definition: Workload | None = None  # a workload outside the catalogue (lab advise's generic task)
 
     @property
     def id(self) -> str:
@@ -84,7 +85,7 @@ class Cell:
 
     @property
     def task(self) -> Workload:
-        return WORKLOADS[self.workload]
+        return self.definition or WORKLOADS[self.workload]
 
     @property
     def needs_measured_cpu(self) -> bool:

@@ -49,6 +49,7 @@ class SendPlan:
     chunk: int = 500
     timing: bool = True
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    definition: Workload | None = None  # a workload outside the catalogue (lab advise's), named `workload`
 
     def __post_init__(self) -> None:
         try:
@@ -71,7 +72,7 @@ class SendPlan:
 
     @property
     def task(self) -> Workload:
-        return workload(self.workload)
+        return self.definition or workload(self.workload)
 
     @property
     def total(self) -> int:

@@ -5,7 +5,7 @@ from files alone. CPU-bound comparisons compare cores kept busy with task code (
 CPU time of one task), not raw rates: cells run minutes apart and this machine's speed drifts by
 up to +-20 % in that time (a threads cell at c=8 did 28 % more squares/s than at c=1 only because
 the CPU had sped up; both kept 0.90 cores busy). The report's headline and claim 1 therefore say
-the same thing.
+the same thing. `lab advise`'s recommendation and its prediction check are judged here too.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from experiments.advise_model import NEAR_BEST, Constraints, rank, violation
 from experiments.schema import CellResult, InProcessRow, Results, SideResults, Verdict
 from report.findings import accounting
 
@@ -249,3 +250,60 @@ def judge(results: Results, side: SideResults) -> list[Verdict]:
                          side.get("freethreaded_python", "free-threaded")))
     return [*found, io(cells), memory(cells), startup(cells), killable(side["runaway"]),
             shared(side["shared_state"], side["crash"])]
+
+
+# -- lab advise ------------------------------------------------------------------------------------
+
+ADVICE_TOLERANCE = 0.20  # advise's promise: the recommended configuration does within 20 % of its prediction
+
+
+def recommend(rows: Sequence[Mapping[str, Any]], constraints: Constraints) -> dict[str, Any]:
+    """The proved configuration to use, on its measurements, and the constraint that decided it.
+
+    The rule is advise's ranking (experiments.advise_model.rank), applied to what the workers did;
+    the same rule on the predictions chose what to prove, so the two choices are compared too.
+    """
+    ranked = rank(rows, "measured", constraints)
+    predicted = rank(rows, "predicted", constraints)
+    if not ranked:
+        return {"pool": None, "concurrency": None, "decided_by": "no proved configuration met the constraints",
+                "prediction_holds": None, "miss": None, "predicted_choice": _name(predicted[0]) if predicted else None}
+    choice = ranked[0]
+    miss = float(choice["measured_per_s"]) / float(choice["predicted_per_s"]) - 1
+    return {"pool": choice["pool"], "concurrency": choice["concurrency"],
+            "decided_by": _decided_by(choice, rows, constraints),
+            "measured_per_s": choice["measured_per_s"], "predicted_per_s": choice["predicted_per_s"],
+            "miss": round(miss, 4), "prediction_holds": abs(miss) <= ADVICE_TOLERANCE,
+            "predicted_choice": _name(predicted[0]) if predicted else None}
+
+
+def model_missed(row: Mapping[str, Any]) -> bool:
+    """A proved row further than the model tolerance from its prediction: the report says why."""
+    efficiency = row.get("efficiency")
+    return efficiency is not None and abs(1 - efficiency) > MODEL_TOLERANCE
+
+
+def _decided_by(choice: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], constraints: Constraints) -> str:
+    per_s = float(choice["measured_per_s"])
+    faster = [row for row in rows if (row.get("measured_per_s") or 0) > per_s]
+    excluded = [row for row in faster if violation(row, "measured", constraints)]
+    if excluded:
+        best = max(excluded, key=lambda row: row["measured_per_s"])
+        return (f"{violation(best, 'measured', constraints)}: {_name(best)} did {best['measured_per_s']:g}/s "
+                f"but needed {best['measured_memory_mb']:g} MB, p95 {_ms(best['measured_p95_s'])}")
+    if faster:
+        best = max(faster, key=lambda row: row["measured_per_s"])
+        return (f"memory: within {NEAR_BEST:.0%} of the best tasks/s ({_name(best)}, {best['measured_per_s']:g}/s) "
+                f"with {choice['measured_memory_mb']:g} MB instead of {best['measured_memory_mb']:g} MB")
+    others = sorted((row for row in rows if row is not choice and row.get("measured_per_s")),
+                    key=lambda row: -row["measured_per_s"])
+    runner_up = f"; next {_name(others[0])} at {others[0]['measured_per_s']:g}/s" if others else ""
+    return f"tasks/s: the most of the proved configurations ({per_s:g}/s{runner_up})"
+
+
+def _name(row: Mapping[str, Any]) -> str:
+    return f"{row['pool']} c={row['concurrency']}"
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f} ms"

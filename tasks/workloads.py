@@ -15,6 +15,11 @@ with Python code (`config.pools`) cannot do better than
 where `cpu` is a task's own CPU time and `io` its waiting. `square`'s cpu is not known in
 advance (it depends on the machine's speed, which drifts by +-20 % within minutes here), so it
 is measured in the worker during the run; `noop` has no model: what it measures is Celery's cost.
+
+`U` need not be a whole number: `lab advise` measures how much of a task's CPU holds the GIL
+(C code such as hashlib releases it) and gives the threads pool `1 / (g + (1 - g) / n)` cores
+(`config.pools.Pool.usable_cores_for_task`). Its tasks are not in the catalogue: `advised()`
+builds their entry from the user's arguments and the costs the profile measured.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from tasks import advised as advised_task
 from tasks import work
 
 Arguments = tuple[list[Any], dict[str, Any]]
@@ -107,11 +113,18 @@ class Workload:
         return model_per_s(concurrency, usable_cores, cpu, costs.io_s)
 
 
-def model_per_s(concurrency: int, usable_cores: int, cpu_s: float, io_s: float) -> float:
-    """min(c / (cpu + io), U / cpu): the slots bound and the cores bound."""
-    bounds = [concurrency / (cpu_s + io_s)] if cpu_s + io_s > 0 else []
-    if cpu_s > 0:
-        bounds.append(usable_cores / cpu_s)
+def model_per_s(concurrency: int, usable_cores: float, cpu_s: float, io_s: float, overhead_s: float = 0.0) -> float:
+    """min(c / (cpu + io), U / cpu): the slots bound and the cores bound (U may be fractional).
+
+    `overhead_s` is the worker's own serial work per task (lab advise; config.pools.Pool.task_overhead_s:
+    the consumer thread under the GIL for threads, the parent dispatching to its children for prefork).
+    A slot waits for it too, so the bounds become c / (cpu + io + overhead) and 1 / (cpu / U + overhead).
+    The experiments leave it at 0: their ideal is the task's own.
+    """
+    busy = cpu_s + io_s + overhead_s
+    bounds = [concurrency / busy] if busy > 0 else []
+    if cpu_s > 0 or overhead_s > 0:
+        bounds.append(1 / (cpu_s / usable_cores + overhead_s))
     return min(bounds) if bounds else math.inf
 
 
@@ -155,6 +168,15 @@ WORKLOADS: Final = {
         ),
     )
 }
+
+
+def advised(args: list[Any], kwargs: dict[str, Any], costs: Costs) -> Workload:
+    """The entry of `lab advise`'s generic task: every message carries the user's own JSON arguments."""
+    return Workload(
+        "advised", advised_task.run, "the user's own callable (lab advise), from LAB_ADVISE_TARGET",
+        arguments=lambda _index, _params: (list(args), dict(kwargs)),
+        costs=lambda _params: costs,
+    )
 
 
 def call_label(name: str, params: Mapping[str, Any]) -> str:

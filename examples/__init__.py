@@ -1,0 +1,1 @@
+"""Four tasks a reader recognises, for `lab advise` (examples/README.md)."""
