@@ -90,6 +90,14 @@ def _free_threaded_plots(cells: Cells, side: SideResults) -> dict[int | str, Fig
     return plots
 
 
+PLAINLY_WITHOUT_GIL = {
+    "does not hold": " Without the GIL the claim **does not hold**: threads keep several cores busy.",
+    "partly": (" Without the GIL the claim **only partly holds**: threads went past one core but stayed short of "
+               "processes (the cores busy above say by how much; a machine shared with other work shows as fewer)."),
+    "holds": " Even without the GIL the claim held here: threads stayed at one core (see the figure).",
+}
+
+
 def _claim_blocks(verdict: Verdict, images: dict[int | str, str]) -> list[Block]:
     claim = verdict["claim"]
     free_threaded = verdict.get("interpreter", "3.11") != "3.11"
@@ -97,10 +105,7 @@ def _claim_blocks(verdict: Verdict, images: dict[int | str, str]) -> list[Block]
     heading = f"Claim {claim}: {STATEMENTS[claim]}"
     if free_threaded:
         heading = f"Claim 1 without the GIL (Python {verdict['interpreter']}): does one thread still run at a time?"
-    plainly = ""
-    if free_threaded:
-        plainly = (" Without the GIL the claim **does not hold**: threads keep several cores busy."
-                   if verdict["verdict"] != "holds" else " Even without the GIL the claim held here: see the figure.")
+    plainly = PLAINLY_WITHOUT_GIL[verdict["verdict"]] if free_threaded else ""
     blocks: list[Block] = [Heading(heading), Paragraph(f"**{verdict['verdict']}**: {verdict['figure']} "
                                                        f"{verdict['unit']}. {verdict['detail']}.{plainly}")]
     blocks += [Image(images[k], f"claim {claim}") for k in (key, f"{key}b") if k in images]
