@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 NOT_CALLABLE = 42
@@ -18,4 +19,5 @@ def fails(x: int) -> int:
 
 
 def hangs() -> None:
-    time.sleep(3600)
+    """Never returns: what `lab advise --timeout` must cut short (a wait on an event nobody sets)."""
+    threading.Event().wait()
