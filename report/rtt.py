@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from experiments.schema import CellResult, Results
 from report.document import Block, Bullets, Heading, Image, Paragraph, Table
 from report.plots import COLOURS, label_of
-from report.verdicts import MODEL_TOLERANCE
+from report.verdicts import MODEL_TOLERANCE, misses_model
 from tasks.workloads import broker_bound_per_s, call_label
 
 PLOT = "rtt-throughput.png"
@@ -82,7 +82,7 @@ def rows(results: Results) -> list[Row]:
             "prefetch": cell.get("prefetch_multiplier"), "rtt_ms": cell.get("rtt_ms") or 0.0,
             "concurrency": cell["concurrency"], "tasks_per_s": measured, "min": cell["throughput_min"],
             "max": cell["throughput_max"], "model_per_s": model, "efficiency": efficiency,
-            "miss": efficiency is not None and abs(1 - efficiency) > MODEL_TOLERANCE, "p99_s": cell["p99_s"],
+            "miss": misses_model(efficiency), "p99_s": cell["p99_s"],
             "relay_cpu_us_per_task": cell.get("relay_cpu_us_per_task"),
             "redis_cpu_us_per_task": cell.get("redis_cpu_us_per_task"), "healthy": cell["healthy"],
         })  # fmt: skip

@@ -112,9 +112,14 @@ def headline(results: Results) -> str:
     return "; ".join(parts)
 
 
+def misses_model(efficiency: float | None) -> bool:
+    """A measurement further than MODEL_TOLERANCE from its model (efficiency = measured / model)."""
+    return efficiency is not None and abs(1 - efficiency) > MODEL_TOLERANCE
+
+
 def model_misses(cells: Iterable[CellResult]) -> list[CellResult]:
     """Cells whose measurement is further than MODEL_TOLERANCE from the model's ideal."""
-    return [c for c in cells if c["efficiency"] is not None and abs(1 - c["efficiency"]) > MODEL_TOLERANCE]
+    return [c for c in cells if misses_model(c["efficiency"])]
 
 
 def cores(results: Results) -> int:
@@ -279,8 +284,7 @@ def recommend(rows: Sequence[Mapping[str, Any]], constraints: Constraints) -> di
 
 def model_missed(row: Mapping[str, Any]) -> bool:
     """A proved row further than the model tolerance from its prediction: the report says why."""
-    efficiency = row.get("efficiency")
-    return efficiency is not None and abs(1 - efficiency) > MODEL_TOLERANCE
+    return misses_model(row.get("efficiency"))
 
 
 def _decided_by(choice: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], constraints: Constraints) -> str:
