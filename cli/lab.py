@@ -149,7 +149,8 @@ def soak(tasks: int, out: Path) -> None:
 @click.option("--args", "args_json", default="[]", show_default=True, help="Positional arguments, a JSON list.")
 @click.option("--kwargs", "kwargs_json", default="{}", show_default=True, help="Keyword arguments, a JSON object.")
 @click.option("--calls", type=click.IntRange(5, 100_000), default=50, show_default=True, help="Calls to profile.")
-@click.option("--max-memory-mb", type=click.FloatRange(min=1), default=None, help="Worker memory (USS) allowed.")
+@click.option("--max-memory-mb", type=click.FloatRange(min=1), default=None,
+              help="Worker memory allowed (PSS summed over its process tree).")
 @click.option("--p95-ms", type=click.FloatRange(min=0.001), default=None, help="p95 run time of a task allowed.")
 @click.option("--timeout", type=click.FloatRange(0.1, 3600), default=30.0, show_default=True,
               help="Seconds one call may take before advise stops it.")

@@ -17,13 +17,14 @@ from typing import Final
 
 @dataclass(frozen=True)
 class MemoryCost:
-    """A worker's memory (USS of its whole tree) as `base_mb + per_slot_mb x concurrency`, task aside.
+    """A worker's memory (PSS summed over its whole tree) as `base_mb + per_slot_mb x concurrency`, task aside.
 
-    Fitted to this lab's own measurements on its 2-core VM (Python 3.11, Celery 5.6; README's
-    `make demo`, `make bench` and `make bench-full` tables): threads 48 MB at c=2, 48 MB at c=4,
-    57-59 MB at c=64; prefork 53 MB at c=2, 108 MB at c=4, 1,703-1,709 MB at c=64 (26.6 MB per
-    child: each is a whole interpreter with Celery loaded, whose pages a child soon writes to).
-    `lab advise` predicts a worker's memory from this plus what the task itself holds.
+    Fitted to `python -m benchmarks.worker_memory` on this lab's 2-core VM (Python 3.11, Celery 5.6,
+    after a 200-task burst, medians of 3): threads 50.0 MB at c=2, 50.7 MB at c=8 and at c=64;
+    prefork 64 / 92 / 148 / 258 MB at c=1 / 2 / 4 / 8, i.e. 37 MB of parent plus 27.6 MB per child
+    (each child is a whole interpreter with Celery loaded, whose pages it soon writes to). The
+    threads' per-slot figure is the one the experiments' sleep cells saw at c=64 (+9 MB), above the
+    burst's 0.01 MB. `lab advise` predicts a worker's memory from this plus what the task holds.
     """
 
     base_mb: float
@@ -33,8 +34,8 @@ class MemoryCost:
         return self.base_mb + self.per_slot_mb * concurrency
 
 
-THREADS_MEMORY: Final = MemoryCost(47.5, 0.15)
-PREFORK_MEMORY: Final = MemoryCost(0.0, 26.6)
+THREADS_MEMORY: Final = MemoryCost(50.0, 0.15)
+PREFORK_MEMORY: Final = MemoryCost(36.9, 27.6)
 
 
 @dataclass(frozen=True)

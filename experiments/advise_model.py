@@ -8,10 +8,11 @@ p95 is a task's run time in the worker (start to finish) at full load: with ever
 Little's law makes the mean run time `concurrency / tasks per second`, times the tail the profile
 saw (its p95 over its mean). Queue wait is left out: it depends on how fast tasks arrive, which
 advise does not know. Memory is the lab's measured worker memory for the pool (Pool.memory) plus
-one call's peak per slot (every slot can be mid-call at once), plus the target's import for the
-threads pool only: the worker imports the target before prefork's children fork, and pages they
-share unwritten count in no process's USS (a 16 MiB buffer made at import: measured prefork c=2
-53 MB, as without it; threads 64 MB).
+one call's peak per slot (every slot can be mid-call at once), plus the target's import once: the
+worker imports the target before prefork's children fork, and pages they share unwritten count once
+in the tree's PSS (stack.processes.tree_memory_mb). Summing USS instead counted them in no process:
+a 16 MiB buffer made at import vanished from prefork c=2 (53 MB, as without it) but not from
+threads (64 MB), and advise recommended prefork for `examples/hashing.py` on memory.
 
 The ranking is the one rule both the shortlist (on predictions) and the recommendation (on
 measurements, report.verdicts) use: among the configurations that meet the constraints, those
@@ -68,11 +69,10 @@ def predict(profile: Profile, pool: str, concurrency: int, cores: int | None = N
     per_s = model_per_s(concurrency, usable, profile.cpu_s, profile.io_s, overhead)
     tail = max(1.0, profile.wall_p95_s / profile.wall_s) if profile.wall_s > 0 else 1.0
     base = spec.memory.at(concurrency) if spec.memory else 0.0
-    imported = 0.0 if spec.parallel else profile.import_mb  # see the module's docstring
     return {"pool": pool, "concurrency": concurrency, "usable_cores": round(usable, 3),
             "overhead_ms": round(overhead * 1000, 3),
             "predicted_per_s": round(per_s, 2), "predicted_p95_s": round(concurrency / per_s * tail, 4),
-            "predicted_memory_mb": round(base + imported + profile.peak_mb * concurrency, 1)}
+            "predicted_memory_mb": round(base + profile.import_mb + profile.peak_mb * concurrency, 1)}
 
 
 def available_cores(profile: Profile) -> int:

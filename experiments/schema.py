@@ -65,7 +65,7 @@ class CellResult(TypedDict):
     ideal_per_s: float | None  # the model (tasks.workloads) with the cell's own measured task CPU
     efficiency: float | None  # median over repetitions of throughput / ideal
     usable_cores: int  # U of the model: cores the pool can keep busy with Python code
-    worker_memory_mb: float | None  # USS of the worker's whole tree
+    worker_memory_mb: float | None  # PSS summed over the worker's whole tree (stack.processes.tree_memory_mb)
     startup_s: float | None
     p50_s: float | None  # end to end: sent -> finished
     p95_s: float | None

@@ -43,7 +43,7 @@ class Target:
     python: str | None = None  # the worker's interpreter, as it reports it (`3.13.5t`: free-threaded)
 
     def memory_mb(self) -> float | None:
-        """USS of the worker and its children; None when the process is not visible here."""
+        """Memory of the worker and its children (stack.processes.tree_memory_mb); None if not visible here."""
         return processes.tree_memory_mb(self.pid) if self.pid is not None and psutil.pid_exists(self.pid) else None
 
     def cpu_seconds(self) -> float | None:
