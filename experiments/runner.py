@@ -22,7 +22,7 @@ from rich.console import Console
 
 from config import Settings
 from config.pools import POOLS
-from experiments import delay, enqueue_bench, inprocess, redis_stats
+from experiments import delay, enqueue_bench, inprocess, redis_stats, spec
 from experiments.environment import describe, task_cpu_seconds
 from experiments.flower_check import FlowerCheck
 from experiments.measure import Context, cell_settings, measure_cell, worker_for
@@ -32,6 +32,7 @@ from experiments.spec import Cell, Experiment, SpecError
 from experiments.summary import cell_result
 from experiments.targets import Target
 from stack.latency_server import LatencyServer
+from stack.processes import python_for
 from stack.redis_server import RedisServer, free_port
 from stack.workers import Flower
 from tasks import connections
@@ -60,6 +61,24 @@ class RunPaths:
         return self.root / f"{name}.json"
 
 
+def load(path: Path, settings: Settings) -> Experiment:
+    """An experiment file, checked whole and checked runnable here, before anything starts."""
+    experiment = spec.load(path)
+    check_interpreters(experiment, settings)
+    return experiment
+
+
+def check_interpreters(experiment: Experiment, settings: Settings) -> None:
+    """Every interpreter the file's pools run on exists, or one line (SettingsError) naming it.
+
+    Without this a fresh clone met the missing free-threaded venv (`make freethreaded` not run) as
+    a FileNotFoundError traceback once the run measured the single-thread cost or started the first
+    threads-ft worker, after an embedded Redis and other workers had already been started.
+    """
+    for pool in dict.fromkeys(cell.pool for cell in experiment.cells):
+        python_for(settings, pool)
+
+
 def new_run_dir(base: Path, experiment: Experiment) -> Path:
     return base / experiment.name / time.strftime("%Y%m%d-%H%M%S")
 
@@ -77,6 +96,7 @@ def check_resumable(run_dir: Path, experiment: Experiment) -> None:
 def run_experiment(experiment: Experiment, settings: Settings, run_dir: Path, attach: bool = False,
                    console: Console | None = None) -> Results:
     """Measure every unfinished cell, then write and return results.json."""
+    check_interpreters(experiment, settings)
     console = console or Console()
     paths = RunPaths(run_dir)
     for directory in (paths.root, paths.cells, paths.logs):
@@ -242,7 +262,7 @@ def _environment(experiment: Experiment, settings: Settings, client: Any, broker
 def _single_thread_costs(experiment: Experiment, settings: Settings) -> dict[str, Any]:
     """One square's CPU time alone on one thread, on each interpreter the run's pools use, in-process."""
     work = next((int(c.param["work"]) for c in experiment.cells if c.workload == "square"), DEFAULT_SQUARE_WORK)
-    pythons = (sys.executable, str(settings.freethreaded_python))
+    pythons = dict.fromkeys([sys.executable, *(python_for(settings, cell.pool) for cell in experiment.cells)])
     costs = [inprocess.single_thread_cost(python, work) for python in pythons]
     return {"work": work, **{str(cost["python"]): {"cpu_ms": round(float(cost["cpu_s"]) * 1000, 3)} for cost in costs}}
 

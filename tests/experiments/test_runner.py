@@ -97,6 +97,31 @@ def test_cli_rejects_an_invalid_file(run_cli: Callable[..., subprocess.Completed
     assert result.stderr.strip() == "lab: error: [[cells]] block 1: give exactly one of tasks, rounds or duration"
 
 
+FREE_THREADED = """
+name = "ft"
+[[cells]]
+pools = ["threads", "threads-ft"]
+concurrency = [2]
+workload = "square"
+tasks = 10
+"""
+
+
+@pytest.mark.parametrize("command", ["bench", "claims", "map"])
+def test_a_missing_free_threaded_interpreter_is_one_line_before_anything_starts(
+        run_cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path, command: str) -> None:
+    spec_file = tmp_path / "ft.toml"
+    spec_file.write_text(FREE_THREADED)
+    missing = tmp_path / "no-venv-ft" / "bin" / "python"
+    result = run_cli(command, str(spec_file), "--out", str(tmp_path / "out"), module="cli",
+                     env={"LAB_FREETHREADED_PYTHON": str(missing)})  # run_cli asserts no traceback
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip() == (f"lab: error: pool threads-ft runs on the free-threaded interpreter, not found "
+                                     f"at {missing}: run `make freethreaded` or set LAB_FREETHREADED_PYTHON")
+    assert result.stdout == ""
+    assert not (tmp_path / "out").exists(), "no run directory: nothing was started"
+
+
 ATTACH = """
 name = "attach"
 enqueue = false
