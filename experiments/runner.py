@@ -23,7 +23,7 @@ from rich.console import Console
 from config import Settings
 from config.pools import POOLS
 from experiments import delay, enqueue_bench, inprocess, redis_stats, spec
-from experiments.environment import describe, task_cpu_seconds
+from experiments.environment import describe, interpreters_used, task_cpu_seconds
 from experiments.flower_check import FlowerCheck
 from experiments.measure import Context, cell_settings, measure_cell, worker_for
 from experiments.progress import CellProgress
@@ -163,13 +163,18 @@ def _shared_worker(ctx: Context, group: list[Cell]) -> contextlib.AbstractContex
 
 
 def assemble(experiment: Experiment, paths: RunPaths) -> Results:
-    """results.json: environment, cells in file order, and the run-wide benchmarks."""
+    """results.json: environment, cells in file order, and the run-wide benchmarks.
+
+    The environment's interpreters are completed here, from what each cell's worker reported.
+    """
     cells: list[CellResult] = [json.loads(paths.cell(cell).read_text()) for cell in experiment.cells
                                if paths.cell(cell).exists()]
+    environment = _read(paths.part("environment")) or {}
+    environment["interpreters"] = interpreters_used(environment.get("interpreters", []), cells)
     results: Results = {
         "experiment": {"name": experiment.name, "description": experiment.description,
                        "digest": experiment.digest, "cells_planned": len(experiment.cells)},
-        "environment": _read(paths.part("environment")) or {},
+        "environment": environment,
         "cells": cells,
         "enqueue": _read(paths.part("enqueue")),
         "redis": _redis_ceiling(_read(paths.part("redis_server")), cells),

@@ -48,6 +48,7 @@ class CellResult(TypedDict):
     pool: str
     python: str | None  # the worker's interpreter (`3.13.5t` for a free-threaded one)
     pool_label: str  # `threads`, or `threads@3.13t` (config.pools.pool_label)
+    gil_enabled: NotRequired[bool | None]  # as the worker reported it in `inspect stats`; None: it did not say
     workload: str
     concurrency: int
     tasks: int
@@ -142,6 +143,19 @@ class Delay(TypedDict):
     why: str
     calibration: list[dict[str, Any]]  # stack.relay.calibrate, one per RTT
     round_trips: dict[str, dict[str, Any]]  # pool -> experiments.round_trips.summarise, at the largest RTT
+
+
+class Interpreter(TypedDict):
+    """An interpreter the run used (results.json's `environment.interpreters`), as it reported itself.
+
+    The harness describes itself in-process; each worker in `inspect stats` (tasks.interpreter), so
+    `gil_enabled` is the state a worker measured under, not what its build promises.
+    """
+
+    python: str  # `3.11.2`, or `3.13.5t` for a free-threaded build
+    free_threaded_build: bool
+    gil_enabled: bool | None  # None: a worker that did not report it
+    used_by: list[str]  # "harness", and the pools whose workers ran on it
 
 
 class Results(TypedDict):

@@ -40,6 +40,7 @@ def cell_result(run: CellRun) -> CellResult:
         "pool": cell.pool,
         "python": run.target.python,
         "pool_label": pool_label(cell.pool, run.target.python),
+        "gil_enabled": run.target.gil_enabled,
         "workload": cell.workload,
         "concurrency": run.target.concurrency,
         "tasks": cell.tasks,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiments.schema import CellResult, ExperimentInfo, Results
+from experiments.schema import CellResult, ExperimentInfo, Interpreter, Results
 from report import findings, rtt, verdicts
 from report.document import Block, Bullets, Heading, Image, Paragraph, Table
 from report.plots import label_of
@@ -33,7 +33,8 @@ def blocks(results: Results, plots: list[tuple[str, str]]) -> list[Block]:
     out += image("efficiency.png", "memory.png")
     out += _latency_section(cells) + image("latency.png") + _overhead_section(cells) + image("overhead.png")
     out += _producer_section(results)
-    out += _redis_section(results) + _flower_section(cells) + _environment_section(results["environment"])
+    out += _redis_section(results) + _flower_section(cells) + _interpreter_section(results["environment"])
+    out += _environment_section(results["environment"])
     return out
 
 
@@ -215,8 +216,32 @@ def _flower_section(cells: list[CellResult]) -> list[Block]:
         f"`flower_events_total{{type=\"task-succeeded\"}}` for the worker: {checks['runs']} runs, {status}.")]
 
 
+OWN_SECTION = ("interpreters",)  # environment entries with a section of their own, not a row of its table
+
+
+def _interpreter_section(environment: dict[str, Any]) -> list[Block]:
+    """Each interpreter the run used, its build and whether its GIL was on while it ran."""
+    used: list[Interpreter] = environment.get("interpreters") or []
+    if not used:
+        return []
+    rows = tuple((i["python"], "free-threaded" if i["free_threaded_build"] else "with a GIL", _gil(i),
+                  ", ".join(i["used_by"])) for i in used)
+    text = ("As each reported itself while running: the harness in-process, each worker in `inspect stats`. A "
+            "`threads-ft` or `prefork-ft` worker refuses to start if its GIL is on, so no number here is labelled "
+            "\"no GIL\" while measuring one.")
+    return [Heading("Interpreters"), Paragraph(text), Table(("Python", "build", "GIL", "used by"), rows)]
+
+
+def _gil(entry: Interpreter) -> str:
+    if entry["gil_enabled"] is None:
+        return "not reported"
+    if entry["gil_enabled"] and entry["free_threaded_build"]:
+        return f"{WARN} on (turned back on)"
+    return "on" if entry["gil_enabled"] else "off"
+
+
 def _environment_section(environment: dict[str, Any]) -> list[Block]:
-    rows = tuple((key, _value(value)) for key, value in environment.items())
+    rows = tuple((key, _value(value)) for key, value in environment.items() if key not in OWN_SECTION)
     return [Heading("Environment"), Table(("what", "value"), rows)]
 
 

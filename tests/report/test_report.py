@@ -104,3 +104,20 @@ def test_a_paired_cell_is_its_own_overhead_row() -> None:
                   overhead=0.03, overhead_runs=[0.01, 0.03, 0.06])  # fmt: skip
     (row,) = findings.overheads([paired])
     assert (row["overhead"], row["runs"], row["off"]["wall_per_s"]) == (0.03, [0.01, 0.03, 0.06], 470.0)
+
+
+def test_the_report_names_each_interpreter_its_build_and_its_gil(tmp_path: Path) -> None:
+    results = results_fixture()
+    results["environment"]["interpreters"] = [
+        {"python": "3.11.2", "free_threaded_build": False, "gil_enabled": True, "used_by": ["harness", "threads"]},
+        {"python": "3.13.5t", "free_threaded_build": True, "gil_enabled": False, "used_by": ["threads-ft"]},
+        {"python": "3.13.5t", "free_threaded_build": True, "gil_enabled": True, "used_by": ["prefork-ft"]},
+        {"python": "3.12.1", "free_threaded_build": False, "gil_enabled": None, "used_by": ["gevent"]},
+    ]  # fmt: skip
+    text = write_report(results, tmp_path).read_text()
+    section = text[text.index("## Interpreters"):text.index("## Environment")]
+    assert "| 3.11.2 | with a GIL | on | harness, threads |" in section
+    assert "| 3.13.5t | free-threaded | off | threads-ft |" in section
+    assert "| 3.13.5t | free-threaded | ⚠ on (turned back on) | prefork-ft |" in section
+    assert "| 3.12.1 | with a GIL | not reported | gevent |" in section
+    assert "interpreters" not in text[text.index("## Environment"):], "not again as a raw row"
