@@ -27,7 +27,7 @@ from experiments.environment import describe, interpreters_used, task_cpu_second
 from experiments.flower_check import FlowerCheck
 from experiments.measure import Context, cell_settings, measure_cell, worker_for
 from experiments.progress import CellProgress
-from experiments.schema import CellResult, Delay, RedisCeiling, Results
+from experiments.schema import CellResult, Delay, RedisCeiling, Results, SingleThreadCost
 from experiments.spec import Cell, Experiment, SpecError
 from experiments.summary import cell_result
 from experiments.targets import Target
@@ -264,12 +264,12 @@ def _environment(experiment: Experiment, settings: Settings, client: Any, broker
     return env
 
 
-def _single_thread_costs(experiment: Experiment, settings: Settings) -> dict[str, Any]:
+def _single_thread_costs(experiment: Experiment, settings: Settings) -> SingleThreadCost:
     """One square's CPU time alone on one thread, on each interpreter the run's pools use, in-process."""
     work = next((int(c.param["work"]) for c in experiment.cells if c.workload == "square"), DEFAULT_SQUARE_WORK)
     pythons = dict.fromkeys([sys.executable, *(python_for(settings, cell.pool) for cell in experiment.cells)])
     costs = [inprocess.single_thread_cost(python, work) for python in pythons]
-    return {"work": work, **{str(cost["python"]): {"cpu_ms": round(float(cost["cpu_s"]) * 1000, 3)} for cost in costs}}
+    return {"work": work, "cpu_ms": {str(cost["python"]): round(float(cost["cpu_s"]) * 1000, 3) for cost in costs}}
 
 
 def _ideal_from(environment: dict[str, Any]) -> Callable[[Cell, int], float | None]:

@@ -122,6 +122,46 @@ def test_a_missing_free_threaded_interpreter_is_one_line_before_anything_starts(
     assert not (tmp_path / "out").exists(), "no run directory: nothing was started"
 
 
+INTERPRETERS = """
+name = "interpreters"
+enqueue = false
+redis_benchmark = false
+[settings]
+loglevel = "WARNING"
+[[cells]]
+pools = ["threads", "threads-ft"]
+concurrency = [4]
+workload = "mixed"
+params = { cpu_ms = 1.0, io_ms = 10.0, io = "socket" }
+tasks = 600            # enough requests that the server's CPU is above psutil's 10 ms resolution
+repetitions = 1
+"""
+
+
+@pytest.mark.slow
+def test_a_run_records_each_interpreter_as_its_workers_saw_it_and_the_latency_servers_cpu(
+        settings: Settings, tmp_path: Path) -> None:
+    settings = settings.replace(latency_server=None)  # the run starts its own, whose CPU it then measures
+    run_dir = tmp_path / "run"
+    results = runner.run_experiment(parse(INTERPRETERS), settings, run_dir, console=Console(file=io.StringIO()))
+    environment = results["environment"]
+    by_user = {user: entry for entry in environment["interpreters"] for user in entry["used_by"]}
+    assert set(by_user) == {"harness", "threads", "threads-ft"}
+    assert by_user["harness"] is by_user["threads"] and by_user["threads"]["gil_enabled"] is True
+    free = by_user["threads-ft"]
+    assert free["free_threaded_build"] is True and free["gil_enabled"] is False and free["python"].endswith("t")
+    assert set(environment["single_thread_square"]["cpu_ms"]) == {by_user["threads"]["python"], free["python"]}
+    assert all(ms > 0 for ms in environment["single_thread_square"]["cpu_ms"].values())
+    for cell in results["cells"]:
+        assert cell["gil_enabled"] is (cell["pool"] == "threads")
+        assert cell["latency_server_cpu_s"] is not None and cell["latency_server_cpu_s"] > 0
+        assert cell.get("latency_server_cores") is not None and 0 < cell["latency_server_cores"] < 2
+
+    text = write_report(results, run_dir).read_text()
+    assert f"| {free['python']} | free-threaded | off | threads-ft | " in text
+    assert "## The latency server's own CPU" in text
+
+
 ATTACH = """
 name = "attach"
 enqueue = false
