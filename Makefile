@@ -49,7 +49,7 @@ system-deps-bench:   ## redis-benchmark (Debian redis-tools) for the Redis ops/s
 doctor:              ## which external programs the lab calls are here (versions) and which target installs each; informational
 	@bash tools/doctor.sh
 
-bench: setup system-deps-bench freethreaded  ## quick.toml (< 3 min), then the free-threaded four-way -> results/<name>/<timestamp>/report.md
+bench: setup system-deps-bench freethreaded  ## quick.toml (about 4 min), then the free-threaded four-way -> results/<name>/<timestamp>/report.md
 	$(BIN)/lab bench config/experiments/quick.toml
 	$(BIN)/lab bench config/experiments/freethreaded.toml
 
