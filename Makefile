@@ -49,15 +49,15 @@ system-deps-bench:   ## redis-benchmark (Debian redis-tools) for the Redis ops/s
 doctor:              ## which external programs the lab calls are here (versions) and which target installs each; informational
 	@bash tools/doctor.sh
 
-bench: setup system-deps-bench freethreaded  ## quick.toml (< 3 min), then the free-threaded four-way -> results/<name>/<timestamp>/report.md
+bench: setup system-deps-bench freethreaded  ## quick.toml (about 4 min), then the free-threaded four-way -> results/<name>/<timestamp>/report.md
 	$(BIN)/lab bench config/experiments/quick.toml
 	$(BIN)/lab bench config/experiments/freethreaded.toml
 
-bench-full: setup system-deps-bench  ## full.toml, then every claim at full size: results/full/ and results/claims-full/
+bench-full: setup system-deps-bench freethreaded  ## full.toml, then every claim at full size: results/full/ and results/claims-full/
 	$(BIN)/lab bench config/experiments/full.toml
 	$(BIN)/lab claims config/experiments/claims-full.toml
 
-map: setup           ## the decision map + convoy figure (< 20 min) -> results/map/<timestamp>/map.md
+map: setup freethreaded  ## the decision map + convoy figure (< 20 min) -> results/map/<timestamp>/map.md
 	$(BIN)/lab map config/experiments/map.toml
 
 bench-net: setup     ## the latency server's and the delaying relay's own figures (about 6 min)
@@ -67,7 +67,7 @@ bench-net: setup     ## the latency server's and the delaying relay's own figure
 rtt: setup system-deps-bench  ## broker latency: workers behind a delaying relay to Redis (RTT 0-10 ms) x pools x prefetch (~20 min) -> results/rtt/<timestamp>/report.md
 	$(BIN)/lab bench config/experiments/rtt.toml
 
-claims: setup        ## every claim of the article, small (< 15 min) -> results/claims/<timestamp>/verdicts.json
+claims: setup freethreaded  ## every claim of the article, small (< 15 min) -> results/claims/<timestamp>/verdicts.json
 	$(BIN)/lab claims config/experiments/claims.toml
 
 up: setup            ## the native stack in the foreground (Ctrl-C stops it); MONITORING=1 adds Prometheus

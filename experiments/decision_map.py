@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from config import Settings
-from experiments import runner, spec
+from experiments import runner
 from experiments.convoy import run_convoy
 from experiments.schema import ConvoyPoint, Results
 from stack.latency_server import LatencyServer
@@ -23,7 +23,7 @@ CONVOY_FILE = "convoy.json"
 
 
 def run_map(settings: Settings, path: Path, base: Path, console: Console) -> tuple[Results, list[ConvoyPoint], Path]:
-    experiment = spec.load(path)
+    experiment = runner.load(path, settings)
     run_dir = runner.new_run_dir(base, experiment)
     console.print(f"map [bold]{experiment.name}[/bold]: {len(experiment.cells)} cells, then the convoy -> {run_dir}")
     results = runner.run_experiment(experiment, settings, run_dir, False, console)

@@ -19,7 +19,7 @@ from experiments.schema import Results
 def run_file(settings: Settings, path: Path, attach: bool, resume: Path | None, base: Path,
              console: Console) -> tuple[Results, Path]:
     """Run (or resume) an experiment; return its results and the run directory."""
-    experiment = spec.load(path)
+    experiment = runner.load(path, settings)
     if attach and not settings.broker_url:
         raise spec.SpecError("--attach needs a running stack (make up) or LAB_BROKER_URL")
     if resume is not None:

@@ -7,12 +7,15 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Iterable
 from importlib import metadata
 from typing import Any
 
 import redis
 
 from config import Settings
+from experiments.schema import CellResult, Interpreter
+from tasks import interpreter
 from tasks.workloads import WORKLOADS
 
 WARM_UP_CPU_S = 1.5
@@ -35,7 +38,35 @@ def describe(settings: Settings, client: redis.Redis) -> dict[str, object]:
         "events": settings.events,
         "results": settings.results,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "interpreters": [harness_interpreter()],
     }
+
+
+def harness_interpreter() -> Interpreter:
+    """This process's interpreter: the producer's, and the in-process measurements' (task CPU time)."""
+    return {"python": interpreter.label(), "free_threaded_build": interpreter.free_threaded_build(),
+            "gil_enabled": interpreter.gil_enabled(), "used_by": ["harness"]}
+
+
+def interpreters_used(known: Iterable[Interpreter], cells: Iterable[CellResult]) -> list[Interpreter]:
+    """Every interpreter of the run once, with what used it: `known` (the harness), then the cells' workers.
+
+    A worker is taken at its word (`inspect stats`): the same build with its GIL on and off would be
+    two rows, so a free-threaded build whose GIL an extension turned back on cannot pass for one
+    without it. A worker that did not report its interpreter (an older lab's) adds no row.
+    """
+    found = {(entry["python"], entry["gil_enabled"]): Interpreter(**{**entry, "used_by": list(entry["used_by"])})
+             for entry in known}
+    for cell in cells:
+        python = cell["python"]
+        if python is None:
+            continue
+        gil = cell.get("gil_enabled")
+        entry = found.setdefault((python, gil), {"python": python, "free_threaded_build": python.endswith("t"),
+                                                 "gil_enabled": gil, "used_by": []})
+        if cell["pool"] not in entry["used_by"]:
+            entry["used_by"].append(cell["pool"])
+    return list(found.values())
 
 
 def _cpu_samples(workload: str, params: dict[str, Any], repeats: int) -> list[float]:

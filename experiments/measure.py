@@ -64,6 +64,7 @@ class Repetition:
     calls: dict[str, int]
     flower: FlowerRun | None = None
     latency_cpu_s: float | None = None  # the latency server's CPU during the repetition
+    wall_s: float | None = None  # resume (prefill) or first send -> last task ended: the drain's wall time
     others_cores: float | None = None  # cores busy outside the worker while it drained
     relay_cpu_s: float | None = None  # the delaying relay's CPU during the repetition (cells with an RTT)
     redis_cpu_s: float | None = None  # Redis' own CPU during the repetition (INFO cpu), the harness's share included
@@ -176,6 +177,7 @@ def run_repetition(ctx: Context, cell: Cell, settings: Settings, target: targets
         memory_mb=target.memory_mb(),
         calls=calls,
         latency_cpu_s=ctx.latency.cpu_seconds() - server_before if ctx.latency and server_before is not None else None,
+        wall_s=ended - started,
         others_cores=_others_cores(machine_after - machine_before, cpu_before, cpu_after, ended - started),
         relay_cpu_s=relay.cpu_seconds() - relay_before if relay and relay_before is not None else None,
         redis_cpu_s=redis_cpu,

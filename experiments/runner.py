@@ -22,16 +22,17 @@ from rich.console import Console
 
 from config import Settings
 from config.pools import POOLS
-from experiments import delay, enqueue_bench, inprocess, redis_stats
-from experiments.environment import describe, task_cpu_seconds
+from experiments import delay, enqueue_bench, inprocess, redis_stats, spec
+from experiments.environment import describe, interpreters_used, task_cpu_seconds
 from experiments.flower_check import FlowerCheck
 from experiments.measure import Context, cell_settings, measure_cell, worker_for
 from experiments.progress import CellProgress
-from experiments.schema import CellResult, Delay, RedisCeiling, Results
+from experiments.schema import CellResult, Delay, RedisCeiling, Results, SingleThreadCost
 from experiments.spec import Cell, Experiment, SpecError
 from experiments.summary import cell_result
 from experiments.targets import Target
 from stack.latency_server import LatencyServer
+from stack.processes import python_for
 from stack.redis_server import RedisServer, free_port
 from stack.workers import Flower
 from tasks import connections
@@ -60,6 +61,24 @@ class RunPaths:
         return self.root / f"{name}.json"
 
 
+def load(path: Path, settings: Settings) -> Experiment:
+    """An experiment file, checked whole and checked runnable here, before anything starts."""
+    experiment = spec.load(path)
+    check_interpreters(experiment, settings)
+    return experiment
+
+
+def check_interpreters(experiment: Experiment, settings: Settings) -> None:
+    """Every interpreter the file's pools run on exists, or one line (SettingsError) naming it.
+
+    Without this a fresh clone met the missing free-threaded venv (`make freethreaded` not run) as
+    a FileNotFoundError traceback once the run measured the single-thread cost or started the first
+    threads-ft worker, after an embedded Redis and other workers had already been started.
+    """
+    for pool in dict.fromkeys(cell.pool for cell in experiment.cells):
+        python_for(settings, pool)
+
+
 def new_run_dir(base: Path, experiment: Experiment) -> Path:
     return base / experiment.name / time.strftime("%Y%m%d-%H%M%S")
 
@@ -77,6 +96,7 @@ def check_resumable(run_dir: Path, experiment: Experiment) -> None:
 def run_experiment(experiment: Experiment, settings: Settings, run_dir: Path, attach: bool = False,
                    console: Console | None = None) -> Results:
     """Measure every unfinished cell, then write and return results.json."""
+    check_interpreters(experiment, settings)
     console = console or Console()
     paths = RunPaths(run_dir)
     for directory in (paths.root, paths.cells, paths.logs):
@@ -143,13 +163,18 @@ def _shared_worker(ctx: Context, group: list[Cell]) -> contextlib.AbstractContex
 
 
 def assemble(experiment: Experiment, paths: RunPaths) -> Results:
-    """results.json: environment, cells in file order, and the run-wide benchmarks."""
+    """results.json: environment, cells in file order, and the run-wide benchmarks.
+
+    The environment's interpreters are completed here, from what each cell's worker reported.
+    """
     cells: list[CellResult] = [json.loads(paths.cell(cell).read_text()) for cell in experiment.cells
                                if paths.cell(cell).exists()]
+    environment = _read(paths.part("environment")) or {}
+    environment["interpreters"] = interpreters_used(environment.get("interpreters", []), cells)
     results: Results = {
         "experiment": {"name": experiment.name, "description": experiment.description,
                        "digest": experiment.digest, "cells_planned": len(experiment.cells)},
-        "environment": _read(paths.part("environment")) or {},
+        "environment": environment,
         "cells": cells,
         "enqueue": _read(paths.part("enqueue")),
         "redis": _redis_ceiling(_read(paths.part("redis_server")), cells),
@@ -239,12 +264,12 @@ def _environment(experiment: Experiment, settings: Settings, client: Any, broker
     return env
 
 
-def _single_thread_costs(experiment: Experiment, settings: Settings) -> dict[str, Any]:
+def _single_thread_costs(experiment: Experiment, settings: Settings) -> SingleThreadCost:
     """One square's CPU time alone on one thread, on each interpreter the run's pools use, in-process."""
     work = next((int(c.param["work"]) for c in experiment.cells if c.workload == "square"), DEFAULT_SQUARE_WORK)
-    pythons = (sys.executable, str(settings.freethreaded_python))
+    pythons = dict.fromkeys([sys.executable, *(python_for(settings, cell.pool) for cell in experiment.cells)])
     costs = [inprocess.single_thread_cost(python, work) for python in pythons]
-    return {"work": work, **{str(cost["python"]): {"cpu_ms": round(float(cost["cpu_s"]) * 1000, 3)} for cost in costs}}
+    return {"work": work, "cpu_ms": {str(cost["python"]): round(float(cost["cpu_s"]) * 1000, 3) for cost in costs}}
 
 
 def _ideal_from(environment: dict[str, Any]) -> Callable[[Cell, int], float | None]:

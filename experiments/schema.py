@@ -48,6 +48,7 @@ class CellResult(TypedDict):
     pool: str
     python: str | None  # the worker's interpreter (`3.13.5t` for a free-threaded one)
     pool_label: str  # `threads`, or `threads@3.13t` (config.pools.pool_label)
+    gil_enabled: NotRequired[bool | None]  # as the worker reported it in `inspect stats`; None: it did not say
     workload: str
     concurrency: int
     tasks: int
@@ -91,6 +92,7 @@ class CellResult(TypedDict):
     io_observed: Percentiles  # the waiting tasks observed (workloads that report `io_s`)
     io_inflation: float | None  # observed / requested waiting, median task
     latency_server_cpu_s: float | None  # the latency server's own CPU over the cell (it must stay small)
+    latency_server_cores: NotRequired[float | None]  # that CPU over the cell's drain time: cores it kept busy
     rtt_ms: NotRequired[float]  # round trip added between the worker and Redis (0: direct)
     prefetch_multiplier: NotRequired[int | None]  # the cell's own worker_prefetch_multiplier, if it set one
     relay_cpu_s: NotRequired[float | None]  # the delaying relay's CPU over the cell (it must not be the limit)
@@ -142,6 +144,29 @@ class Delay(TypedDict):
     why: str
     calibration: list[dict[str, Any]]  # stack.relay.calibrate, one per RTT
     round_trips: dict[str, dict[str, Any]]  # pool -> experiments.round_trips.summarise, at the largest RTT
+
+
+class Interpreter(TypedDict):
+    """An interpreter the run used (results.json's `environment.interpreters`), as it reported itself.
+
+    The harness describes itself in-process; each worker in `inspect stats` (tasks.interpreter), so
+    `gil_enabled` is the state a worker measured under, not what its build promises.
+    """
+
+    python: str  # `3.11.2`, or `3.13.5t` for a free-threaded build
+    free_threaded_build: bool
+    gil_enabled: bool | None  # None: a worker that did not report it
+    used_by: list[str]  # "harness", and the pools whose workers ran on it
+
+
+class SingleThreadCost(TypedDict):
+    """One `square(work)` call's CPU time alone on one thread, per interpreter the run's pools use.
+
+    What a free-threaded build costs each task before any parallelism (experiments.inprocess).
+    """
+
+    work: int
+    cpu_ms: dict[str, float]  # interpreter (`3.11.2`, `3.13.5t`) -> milliseconds
 
 
 class Results(TypedDict):

@@ -40,6 +40,7 @@ def cell_result(run: CellRun) -> CellResult:
         "pool": cell.pool,
         "python": run.target.python,
         "pool_label": pool_label(cell.pool, run.target.python),
+        "gil_enabled": run.target.gil_enabled,
         "workload": cell.workload,
         "concurrency": run.target.concurrency,
         "tasks": cell.tasks,
@@ -83,6 +84,7 @@ def cell_result(run: CellRun) -> CellResult:
         "io_observed": _percentiles(timings.io_observed),
         "io_inflation": _io_inflation(run, timings),
         "latency_server_cpu_s": _round(_sum(rep.latency_cpu_s for rep in everything), 3),
+        "latency_server_cores": _round(_latency_server_cores(everything), 3),
         "rtt_ms": cell.rtt_ms,
         "prefetch_multiplier": cell.setting_overrides.get("prefetch_multiplier"),
         "relay_cpu_s": _round(relay_cpu := _sum(rep.relay_cpu_s for rep in everything), 3),
@@ -180,6 +182,13 @@ def _per_task_us(cpu_s: float | None, reps: list[Repetition]) -> float | None:
     """The relay's CPU per task that ended: what delaying one task's Redis traffic cost it."""
     ended = sum(rep.accounting.completed + rep.accounting.failed for rep in reps)
     return cpu_s / ended * 1e6 if cpu_s is not None and ended else None
+
+
+def _latency_server_cores(reps: list[Repetition]) -> float | None:
+    """The latency server's CPU over the repetitions' drain time: the cores it took from the worker's machine."""
+    measured = [(rep.latency_cpu_s, rep.wall_s) for rep in reps if rep.latency_cpu_s is not None and rep.wall_s]
+    seconds = sum(wall for _, wall in measured)
+    return sum(cpu for cpu, _ in measured) / seconds if seconds > 0 else None
 
 
 def _sum(values: Any) -> float | None:

@@ -41,6 +41,7 @@ class Target:
     pid: int | None
     attached: bool = False
     python: str | None = None  # the worker's interpreter, as it reports it (`3.13.5t`: free-threaded)
+    gil_enabled: bool | None = None  # whether its GIL was on, as it reports it
 
     def memory_mb(self) -> float | None:
         """Memory of the worker and its children (stack.processes.tree_memory_mb); None if not visible here."""
@@ -76,8 +77,9 @@ def started(settings: Settings, pool: str, concurrency: int, extra: tuple[str, .
     try:
         worker.start(timeout=120)
         with client_app(settings) as app:
-            python = _python(app.control.inspect([worker.name], timeout=5).stats() or {}, worker.name)
-            yield Target(settings, app, worker.name, pool, concurrency, worker.startup_s, worker.pid, python=python)
+            reported = _interpreter(app.control.inspect([worker.name], timeout=5).stats() or {}, worker.name)
+            yield Target(settings, app, worker.name, pool, concurrency, worker.startup_s, worker.pid,
+                         python=reported.get("python"), gil_enabled=reported.get("gil_enabled"))
     finally:
         worker.stop(grace=30)
 
@@ -92,13 +94,14 @@ def attached(settings: Settings, pool: str) -> Iterator[Target]:
             raise TargetError(f"no running {pool} worker answered; start the stack (make up) or drop --attach")
         info = stats[names[0]]
         concurrency = int(info.get("pool", {}).get("max-concurrency", 0)) or 1
+        reported = _interpreter(stats, names[0])
         yield Target(settings, app, names[0], pool, concurrency, None, _local_pid(info.get("pid")), attached=True,
-                     python=_python(stats, names[0]))
+                     python=reported.get("python"), gil_enabled=reported.get("gil_enabled"))
 
 
-def _python(stats: dict[str, Any], name: str) -> str | None:
-    """The interpreter a worker reported in `inspect stats` (tasks.interpreter)."""
-    return stats.get(name, {}).get("interpreter", {}).get("python")
+def _interpreter(stats: dict[str, Any], name: str) -> dict[str, Any]:
+    """The interpreter a worker reported in `inspect stats` (tasks.interpreter.describe); {} if none."""
+    return dict(stats.get(name, {}).get("interpreter", {}))
 
 
 def _local_pid(pid: object) -> int | None:

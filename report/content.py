@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiments.schema import CellResult, ExperimentInfo, Results
+from experiments.schema import CellResult, ExperimentInfo, Interpreter, Results, SingleThreadCost
 from report import findings, rtt, verdicts
 from report.document import Block, Bullets, Heading, Image, Paragraph, Table
 from report.plots import label_of
-from tasks.workloads import call_label
+from tasks.workloads import WORKLOADS, call_label
 
 WARN = "⚠"
 
@@ -31,9 +31,11 @@ def blocks(results: Results, plots: list[tuple[str, str]]) -> list[Block]:
     out += rtt.section(results)
     out += _model_section(cells)
     out += image("efficiency.png", "memory.png")
-    out += _latency_section(cells) + image("latency.png") + _overhead_section(cells) + image("overhead.png")
+    out += _latency_section(cells) + image("latency.png") + _latency_server_section(cells)
+    out += _overhead_section(cells) + image("overhead.png")
     out += _producer_section(results)
-    out += _redis_section(results) + _flower_section(cells) + _environment_section(results["environment"])
+    out += _redis_section(results) + _flower_section(cells) + _interpreter_section(results["environment"])
+    out += _environment_section(results["environment"])
     return out
 
 
@@ -153,6 +155,29 @@ def _latency_section(cells: list[CellResult]) -> list[Block]:
     return [Heading("Latency: queue wait and run time"), note, Table(headers, rows)]
 
 
+def _latency_server_section(cells: list[CellResult]) -> list[Block]:
+    """The latency server's own CPU beside each cell whose tasks asked it: it shares the worker's cores."""
+    asked = [c for c in cells if c.get("latency_server_cpu_s") is not None and c["workload"] in WORKLOADS
+             and WORKLOADS[c["workload"]].socket_io(c["params"])]
+    if not asked:
+        return []
+    limit = verdicts.LATENCY_SERVER_MAX_CORES
+    rows = tuple((c["id"], label_of(c), _workload(c), _num(c["latency_server_cpu_s"], 2),
+                  _num(cores, 2) if (cores := c.get("latency_server_cores")) is not None else "-",
+                  f"{WARN} above {limit:g}" if cores is not None and cores > limit else "ok") for c in asked)
+    busy = [row[0] for row in rows if row[-1] != "ok"]
+    verdict = (f"{WARN} Above {limit:g} core in {', '.join(f'`{cell}`' for cell in busy)}: the server competed with "
+               "the worker for the machine's cores there, so those cells' socket waits and throughput are partly its "
+               "cost, not the pool's." if busy else
+               f"It stayed at or below {limit:g} core in every cell: the pool, not the server, set the pace.")
+    text = ("The run's latency server answers the tasks' socket requests on this machine, so its CPU is taken from "
+            "the cores the worker could use. CPU seconds over the cell (every repetition), and as cores: that CPU "
+            "over the repetitions' drain time.")
+    return [Heading("The latency server's own CPU"), Paragraph(text),
+            Table(("cell", "pool", "workload", "server CPU s", "server cores", f"≤ {limit:g} core"), rows),
+            Paragraph(verdict)]
+
+
 def _overhead_section(cells: list[CellResult]) -> list[Block]:
     pairs = findings.overheads(cells)
     if not pairs:
@@ -215,8 +240,56 @@ def _flower_section(cells: list[CellResult]) -> list[Block]:
         f"`flower_events_total{{type=\"task-succeeded\"}}` for the worker: {checks['runs']} runs, {status}.")]
 
 
+OWN_SECTION = ("interpreters", "single_thread_square")  # shown in sections of their own, not as raw rows
+
+
+def _interpreter_section(environment: dict[str, Any]) -> list[Block]:
+    """Each interpreter the run used, its build, whether its GIL was on while it ran, and its cost per square."""
+    used: list[Interpreter] = environment.get("interpreters") or []
+    alone = environment.get("single_thread_square") or {}
+    cost = _single_thread_ms(alone)
+    if not used and not cost:
+        return []
+    fastest = min(cost.values(), default=0.0)
+    rows = [(i["python"], "free-threaded" if i["free_threaded_build"] else "with a GIL", _gil(i),
+             ", ".join(i["used_by"]), _alone(cost.get(i["python"]), fastest)) for i in used]
+    listed = {i["python"] for i in used}
+    rows += [(python, "free-threaded" if python.endswith("t") else "with a GIL", "-", "in-process only",
+              _alone(ms, fastest)) for python, ms in cost.items() if python not in listed]
+    text = ("As each reported itself while running: the harness in-process, each worker in `inspect stats`. A "
+            "`threads-ft` or `prefork-ft` worker refuses to start if its GIL is on, so no number here is labelled "
+            "\"no GIL\" while measuring one.")
+    if cost:
+        text += (f" The last column is one `square(work={alone.get('work')})` alone on one thread (CPU time, median "
+                 "of repeated calls in a process of that interpreter) and its multiple of the fastest: what every "
+                 "task pays there before any parallelism (a free-threaded 3.13 has no specialising interpreter).")
+    return [Heading("Interpreters"), Paragraph(text),
+            Table(("Python", "build", "GIL", "used by", "square alone on one thread"), tuple(rows))]
+
+
+def _single_thread_ms(alone: SingleThreadCost | dict[str, Any]) -> dict[str, float]:
+    """Interpreter -> ms; results.json before `cpu_ms` had `{"3.11.2": {"cpu_ms": ...}}` beside `work`."""
+    if "cpu_ms" in alone:
+        return dict(alone["cpu_ms"])
+    return {python: float(value["cpu_ms"]) for python, value in alone.items() if isinstance(value, dict)}
+
+
+def _alone(ms: float | None, fastest: float) -> str:
+    if ms is None:
+        return "-"
+    return f"{ms:.2f} ms" + (f" ({ms / fastest:.2f}x)" if fastest > 0 else "")
+
+
+def _gil(entry: Interpreter) -> str:
+    if entry["gil_enabled"] is None:
+        return "not reported"
+    if entry["gil_enabled"] and entry["free_threaded_build"]:
+        return f"{WARN} on (turned back on)"
+    return "on" if entry["gil_enabled"] else "off"
+
+
 def _environment_section(environment: dict[str, Any]) -> list[Block]:
-    rows = tuple((key, _value(value)) for key, value in environment.items())
+    rows = tuple((key, _value(value)) for key, value in environment.items() if key not in OWN_SECTION)
     return [Heading("Environment"), Table(("what", "value"), rows)]
 
 

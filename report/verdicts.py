@@ -19,6 +19,7 @@ from report.findings import accounting
 
 Cell = Mapping[str, Any]  # a CellResult, or a part of one in tests
 MODEL_TOLERANCE = 0.15  # a cell further than this from its model's ideal is a finding, not noise
+LATENCY_SERVER_MAX_CORES = 0.5  # the latency server busier than this competes with the worker it serves
 
 
 def task_cores(cell: Cell) -> float:

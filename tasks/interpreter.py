@@ -40,12 +40,19 @@ def describe() -> dict[str, Any]:
             "free_threaded_build": free_threaded_build(), "gil_enabled": gil_enabled()}
 
 
+def _why_gil_on() -> str:
+    """Why a GIL is on: the build has one, the environment asked for it, or an extension turned it on."""
+    if not free_threaded_build():
+        return "is not a free-threaded build"
+    if getattr(sys.flags, "gil", None) == 1:  # 3.13t: PYTHON_GIL=1 or -X gil=1, which a stray env can carry
+        return "has its GIL on (PYTHON_GIL=1 or -X gil=1 asked for it)"
+    return "has its GIL on (an extension that does not support free threading turned it back on)"
+
+
 def refuse_if_gil_on(when: str) -> None:
     """Exit 2 with one line if this process must run without the GIL and it is on."""
     if gil_enabled():
-        reason = "is not a free-threaded build" if not free_threaded_build() else "has its GIL on (an extension " \
-                 "that does not support free threading turned it back on)"
-        sys.stderr.write(f"lab: error: this worker must run without the GIL, but Python {label()} {reason} "
+        sys.stderr.write(f"lab: error: this worker must run without the GIL, but Python {label()} {_why_gil_on()} "
                          f"{when}; its numbers would be mislabelled\n")
         sys.stderr.flush()
         os._exit(EXIT_USAGE)

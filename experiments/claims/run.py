@@ -16,7 +16,7 @@ from typing import Any
 from rich.console import Console
 
 from config import Settings
-from experiments import inprocess, runner, spec
+from experiments import inprocess, runner
 from experiments.claims import isolation, killability, routing
 from experiments.schema import Results, SideResults
 from stack.redis_server import RedisServer
@@ -25,7 +25,7 @@ SIDE_FILE = "side.json"
 
 
 def run_claims(settings: Settings, path: Path, base: Path, console: Console) -> tuple[Results, SideResults, Path]:
-    experiment = spec.load(path)
+    experiment = runner.load(path, settings)
     run_dir = runner.new_run_dir(base, experiment)
     console.print(f"claims [bold]{experiment.name}[/bold]: {len(experiment.cells)} sweep cells -> {run_dir}")
     results = runner.run_experiment(experiment, settings, run_dir, False, console)

@@ -97,6 +97,71 @@ def test_cli_rejects_an_invalid_file(run_cli: Callable[..., subprocess.Completed
     assert result.stderr.strip() == "lab: error: [[cells]] block 1: give exactly one of tasks, rounds or duration"
 
 
+FREE_THREADED = """
+name = "ft"
+[[cells]]
+pools = ["threads", "threads-ft"]
+concurrency = [2]
+workload = "square"
+tasks = 10
+"""
+
+
+@pytest.mark.parametrize("command", ["bench", "claims", "map"])
+def test_a_missing_free_threaded_interpreter_is_one_line_before_anything_starts(
+        run_cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path, command: str) -> None:
+    spec_file = tmp_path / "ft.toml"
+    spec_file.write_text(FREE_THREADED)
+    missing = tmp_path / "no-venv-ft" / "bin" / "python"
+    result = run_cli(command, str(spec_file), "--out", str(tmp_path / "out"), module="cli",
+                     env={"LAB_FREETHREADED_PYTHON": str(missing)})  # run_cli asserts no traceback
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip() == (f"lab: error: pool threads-ft runs on the free-threaded interpreter, not found "
+                                     f"at {missing}: run `make freethreaded` or set LAB_FREETHREADED_PYTHON")
+    assert result.stdout == ""
+    assert not (tmp_path / "out").exists(), "no run directory: nothing was started"
+
+
+INTERPRETERS = """
+name = "interpreters"
+enqueue = false
+redis_benchmark = false
+[settings]
+loglevel = "WARNING"
+[[cells]]
+pools = ["threads", "threads-ft"]
+concurrency = [4]
+workload = "mixed"
+params = { cpu_ms = 1.0, io_ms = 10.0, io = "socket" }
+tasks = 600            # enough requests that the server's CPU is above psutil's 10 ms resolution
+repetitions = 1
+"""
+
+
+@pytest.mark.slow
+def test_a_run_records_each_interpreter_as_its_workers_saw_it_and_the_latency_servers_cpu(
+        settings: Settings, tmp_path: Path) -> None:
+    settings = settings.replace(latency_server=None)  # the run starts its own, whose CPU it then measures
+    run_dir = tmp_path / "run"
+    results = runner.run_experiment(parse(INTERPRETERS), settings, run_dir, console=Console(file=io.StringIO()))
+    environment = results["environment"]
+    by_user = {user: entry for entry in environment["interpreters"] for user in entry["used_by"]}
+    assert set(by_user) == {"harness", "threads", "threads-ft"}
+    assert by_user["harness"] is by_user["threads"] and by_user["threads"]["gil_enabled"] is True
+    free = by_user["threads-ft"]
+    assert free["free_threaded_build"] is True and free["gil_enabled"] is False and free["python"].endswith("t")
+    assert set(environment["single_thread_square"]["cpu_ms"]) == {by_user["threads"]["python"], free["python"]}
+    assert all(ms > 0 for ms in environment["single_thread_square"]["cpu_ms"].values())
+    for cell in results["cells"]:
+        assert cell["gil_enabled"] is (cell["pool"] == "threads")
+        assert cell["latency_server_cpu_s"] is not None and cell["latency_server_cpu_s"] > 0
+        assert cell.get("latency_server_cores") is not None and 0 < cell["latency_server_cores"] < 2
+
+    text = write_report(results, run_dir).read_text()
+    assert f"| {free['python']} | free-threaded | off | threads-ft | " in text
+    assert "## The latency server's own CPU" in text
+
+
 ATTACH = """
 name = "attach"
 enqueue = false

@@ -93,6 +93,15 @@ def test_shipped_experiments_load() -> None:
     assert load(ROOT / "tests/experiments/tiny.toml").flower
 
 
+def test_the_free_threaded_contender_runs_in_every_shipped_experiment() -> None:
+    def cells(name: str, pool: str) -> set[tuple[str, str, int]]:
+        return {(c.label, c.workload, c.concurrency) for c in load(ROOT / f"config/experiments/{name}.toml").cells
+                if c.pool == pool}
+
+    assert {("cpu", "square", 2), ("io", "sleep", 64)} <= cells("quick", "threads-ft")
+    assert cells("full", "threads") == cells("full", "threads-ft"), "full: threads-ft beside every threads cell"
+
+
 def test_missing_file_is_a_spec_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="cannot read"):
         load(tmp_path / "nope.toml")

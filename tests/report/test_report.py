@@ -104,3 +104,59 @@ def test_a_paired_cell_is_its_own_overhead_row() -> None:
                   overhead=0.03, overhead_runs=[0.01, 0.03, 0.06])  # fmt: skip
     (row,) = findings.overheads([paired])
     assert (row["overhead"], row["runs"], row["off"]["wall_per_s"]) == (0.03, [0.01, 0.03, 0.06], 470.0)
+
+
+def test_the_report_names_each_interpreter_its_build_and_its_gil(tmp_path: Path) -> None:
+    results = results_fixture()
+    results["environment"]["interpreters"] = [
+        {"python": "3.11.2", "free_threaded_build": False, "gil_enabled": True, "used_by": ["harness", "threads"]},
+        {"python": "3.13.5t", "free_threaded_build": True, "gil_enabled": False, "used_by": ["threads-ft"]},
+        {"python": "3.13.5t", "free_threaded_build": True, "gil_enabled": True, "used_by": ["prefork-ft"]},
+        {"python": "3.12.1", "free_threaded_build": False, "gil_enabled": None, "used_by": ["gevent"]},
+    ]  # fmt: skip
+    text = write_report(results, tmp_path).read_text()
+    section = text[text.index("## Interpreters"):text.index("## Environment")]
+    assert "| 3.11.2 | with a GIL | on | harness, threads |" in section
+    assert "| 3.13.5t | free-threaded | off | threads-ft |" in section
+    assert "| 3.13.5t | free-threaded | ⚠ on (turned back on) | prefork-ft |" in section
+    assert "| 3.12.1 | with a GIL | not reported | gevent |" in section
+    assert "interpreters" not in text[text.index("## Environment"):], "not again as a raw row"
+
+
+def test_the_report_prints_each_interpreters_cost_per_square_and_the_latency_servers_cpu(tmp_path: Path) -> None:
+    results = results_fixture()
+    results["environment"]["interpreters"] = [
+        {"python": "3.11.2", "free_threaded_build": False, "gil_enabled": True, "used_by": ["harness", "threads"]},
+        {"python": "3.13.5t", "free_threaded_build": True, "gil_enabled": False, "used_by": ["threads-ft"]},
+    ]  # fmt: skip
+    results["environment"]["single_thread_square"] = {"work": 800000, "cpu_ms": {"3.11.2": 40.0, "3.13.5t": 50.0}}
+    socket = {"cpu_ms": 5.0, "io_ms": 45.0, "io": "socket", "order": "cpu-io"}
+    results["cells"] += [
+        cell("threads", "mixed", 8, 120.0, 160.0, 50.0, id="mixed-threads-c8", params=socket,
+             latency_server_cpu_s=1.2, latency_server_cores=0.12),
+        cell("threads-ft", "mixed", 8, 150.0, 160.0, 52.0, id="mixed-threads-ft-c8", params=socket,
+             pool_label="threads@3.13t", latency_server_cpu_s=9.0, latency_server_cores=0.62),
+        cell("threads", "mixed", 8, 150.0, 160.0, 50.0, id="mixed-sleep-c8", params={**socket, "io": "sleep"},
+             latency_server_cpu_s=0.01, latency_server_cores=0.001),
+    ]  # fmt: skip
+    results["experiment"]["cells_planned"] = len(results["cells"])
+    text = write_report(results, tmp_path).read_text()
+
+    interpreters = text[text.index("## Interpreters"):text.index("## Environment")]
+    assert "`square(work=800000)` alone on one thread" in interpreters
+    assert "| 3.11.2 | with a GIL | on | harness, threads | 40.00 ms (1.00x) |" in interpreters
+    assert "| 3.13.5t | free-threaded | off | threads-ft | 50.00 ms (1.25x) |" in interpreters
+    assert "single_thread_square" not in text[text.index("## Environment"):]
+
+    limit = verdicts.LATENCY_SERVER_MAX_CORES
+    server = text[text.index("## The latency server's own CPU"):]
+    server = server[:server.index("\n## ")]
+    assert "| mixed-threads-c8 | threads | " in server and "| 1.20 | 0.12 | ok |" in server
+    assert "| mixed-threads-ft-c8 | threads@3.13t | " in server and f"| 9.00 | 0.62 | ⚠ above {limit:g} |" in server
+    assert "mixed-sleep-c8" not in server, "a cell whose tasks did not ask the server is not listed"
+    assert f"⚠ Above {limit:g} core in `mixed-threads-ft-c8`" in server
+
+
+def test_a_run_without_socket_tasks_or_free_threading_has_neither_section(tmp_path: Path) -> None:
+    text = write_report(results_fixture(), tmp_path).read_text()
+    assert "## Interpreters" not in text and "## The latency server's own CPU" not in text
