@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,20 +34,6 @@ SENT_PER_POOL = 50
 TASKS = {"square": ["--work", "20000"], "sleep": ["--seconds", "0.05"]}
 DEPENDANTS = ("worker-threads", "worker-prefork", "flower")  # each `depends_on: redis: service_healthy`
 METRIC = re.compile(r'^flower_events_total\{task="([^"]+)",type="task-succeeded",worker="([^"]+)"\} (\S+)$', re.M)
-
-
-def env_file_from_example(path: Path, flower_port: int) -> dict[str, str]:
-    """.env.example with fresh passwords and a free Flower port, written where compose reads it."""
-    values = {}
-    for line in (en.ROOT / ".env.example").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-    values.update({key: secrets.token_hex(16) for key in values if "PASSWORD" in key})
-    values.update(LAB_FLOWER_PORT=str(flower_port), LAB_THREADS_CONCURRENCY="4", LAB_PREFORK_CONCURRENCY="2")
-    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
-    path.chmod(0o600)
-    return values
 
 
 class FlowerClient:
@@ -95,7 +80,8 @@ def test_compose_up_runs_the_lab(project: en.ComposeProject, capsys: pytest.Capt
     with capsys.disabled():
         print(f"\ncompose test on {engine.name}: " + "; ".join(f"{k}: {v}" for k, v in engine.versions().items()))
     times: dict[str, float] = {}
-    values = env_file_from_example(project.env_file, free_port())
+    values = en.example_env(project.env_file, LAB_FLOWER_PORT=str(free_port()), LAB_THREADS_CONCURRENCY="4",
+                            LAB_PREFORK_CONCURRENCY="2")
     flower = FlowerClient(int(values["LAB_FLOWER_PORT"]), values["LAB_FLOWER_USER"], values["LAB_FLOWER_PASSWORD"])
     try:
         with en.phase("base image (built if missing)", times):
