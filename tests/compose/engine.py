@@ -397,6 +397,15 @@ class ComposeProject:
     def networks(self) -> list[str]:
         return self.engine.cli("network", "ls", *self.label_filters(), "--format", "{{.Name}}").stdout.split()
 
+    def services(self) -> set[str]:
+        """The services that have (or had, stopped) a container in this project."""
+        return set(self.inspect(f'{{{{index .Config.Labels "{SERVICE_LABEL}"}}}}', *self.containers()))
+
+    def service_logs(self, service: str) -> str:
+        """`compose logs SERVICE`, as a user reads it: every replica's whole log."""
+        result = self.compose("logs", service, timeout=120)
+        return result.stdout + result.stderr
+
     def logs(self, tail: int = 40) -> str:
         """The last lines of every container's log, for a failure message."""
         parts = []

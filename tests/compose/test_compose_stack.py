@@ -7,7 +7,9 @@ healthy before any worker or Flower started. Where no engine answers, the same t
 podman (which runs no healthchecks here: they are run by hand). Then: the images run as
 non-root and hold no trace of the host's CA bundle (a build secret only), the producer
 service sends square and sleep tasks to both pools, Flower on 127.0.0.1 (basic auth) counts
-every task per worker, the threads worker scales to 2, and `down -v` leaves nothing behind.
+every task per worker, the threads worker scales to 2, the free-threaded profile runs (Docker),
+`compose logs` of every service holds neither the Redis nor the Flower password, and `down -v`
+leaves nothing behind.
 Each phase's time and the engine's versions are printed.
 """
 
@@ -105,6 +107,8 @@ def test_compose_up_runs_the_lab(project: en.ComposeProject, capsys: pytest.Capt
         if engine.healthchecks_gate_startup:  # the profile needs BuildKit and `up --wait`: Docker here
             with en.phase("profile freethreaded: build + up --wait, square on threads-ft", times):
                 check_freethreaded_worker(project)
+        with en.phase("no password in any service's logs", times):
+            check_no_password_in_the_logs(project, values)
     except BaseException:
         with capsys.disabled():
             print(f"\ncompose test failed; container logs:\n{project.logs()}")
@@ -184,6 +188,23 @@ def check_host_ca_bundle_is_not_in_the_image(engine: en.Engine, capsys: pytest.C
     with capsys.disabled():
         print(f"\nCA bundle: host {host_sha[:12]}, image {image_sha[:12]} (= base {base_sha[:12]}); "
               "no layer the build added holds the host's")
+
+
+def check_no_password_in_the_logs(project: en.ComposeProject, values: dict[str, str]) -> None:
+    """`compose logs` of every service that ran holds neither the Redis nor the Flower password.
+
+    Error messages and banners end up in `docker compose logs`; the services that log the most are
+    checked to have logged something, so an empty read cannot pass for a clean one.
+    """
+    passwords = {name: values[name] for name in ("REDIS_PASSWORD", "LAB_FLOWER_PASSWORD")}
+    services = project.services()
+    assert {"redis", *DEPENDANTS} <= services, services
+    for service in sorted(services):
+        text = project.service_logs(service)
+        leaked = [name for name, password in passwords.items() if password in text]
+        assert not leaked, f"`compose logs {service}` holds {leaked}"
+        if service in ("redis", *DEPENDANTS):
+            assert len(text.splitlines()) >= 3, f"`compose logs {service}` is nearly empty: {text!r}"
 
 
 def wait_for_stack(project: en.ComposeProject, flower: FlowerClient) -> dict[str, str]:
