@@ -34,6 +34,7 @@ COMPOSE_DIR = ROOT / "compose"
 DOCKER_CONFIG = ROOT / ".tools" / "docker"
 BASE_IMAGE = "localhost/debian:bookworm-py"
 LAB_IMAGE = "localhost/celery-concurrency-lab:local"
+FT_IMAGE = "localhost/celery-concurrency-lab-ft:local"
 REDIS_IMAGE = "localhost/lab-redis:local"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 COMPOSE_FILES = (ROOT / "docker-compose.yml", COMPOSE_DIR / "local-images.yml")
@@ -142,7 +143,8 @@ class Engine:
         raise NotImplementedError
 
     def ensure_lab_image(self, project: ComposeProject) -> None:
-        """The lab image as `make compose-images` (or an earlier compose test) left it; built only if missing."""
+        """The lab image as `make compose-images` (or an earlier compose test) left it, built only if missing:
+        a test that runs one service needs the image, not another build of it."""
         if not self.image_id(LAB_IMAGE):
             self.ensure_base_image()
             project.compose("build", "producer", profile="producer", timeout=1200)
