@@ -88,6 +88,7 @@ compose-images: setup compose-v2 system-deps  ## every image the compose test ru
 	bash compose/build-images.sh
 
 test: setup lint freethreaded compose-v2 system-deps system-deps-monitoring compose-images  ## the whole suite (real Redis, real workers, real Flower, compose)
+	@bash tools/doctor.sh --require test
 	$(BIN)/pytest
 
 test-fast: setup freethreaded compose-v2  ## the quick loop: everything not marked slow/compose/monitoring

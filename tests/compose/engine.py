@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -33,6 +34,7 @@ COMPOSE_DIR = ROOT / "compose"
 DOCKER_CONFIG = ROOT / ".tools" / "docker"
 BASE_IMAGE = "localhost/debian:bookworm-py"
 LAB_IMAGE = "localhost/celery-concurrency-lab:local"
+FT_IMAGE = "localhost/celery-concurrency-lab-ft:local"
 REDIS_IMAGE = "localhost/lab-redis:local"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 COMPOSE_FILES = (ROOT / "docker-compose.yml", COMPOSE_DIR / "local-images.yml")
@@ -49,6 +51,23 @@ def run(command: list[str], timeout: float, env: Mapping[str, str], check: bool 
         raise AssertionError(f"{' '.join(command[:4])}... exited {result.returncode}\n"
                              f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}")
     return result
+
+
+def example_env(path: Path, **overrides: str) -> dict[str, str]:
+    """.env.example with fresh passwords and the overrides, written where compose reads it (0600).
+
+    The values hold the passwords: a test compares output against them, never prints them.
+    """
+    values = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    values.update({name: secrets.token_hex(16) for name in values if "PASSWORD" in name})
+    values.update(overrides)
+    path.write_text("".join(f"{name}={value}\n" for name, value in values.items()))
+    path.chmod(0o600)
+    return values
 
 
 @contextmanager
@@ -122,6 +141,13 @@ class Engine:
 
     def build_and_up(self, project: ComposeProject) -> None:
         raise NotImplementedError
+
+    def ensure_lab_image(self, project: ComposeProject) -> None:
+        """The lab image as `make compose-images` (or an earlier compose test) left it, built only if missing:
+        a test that runs one service needs the image, not another build of it."""
+        if not self.image_id(LAB_IMAGE):
+            self.ensure_base_image()
+            project.compose("build", "producer", profile="producer", timeout=1200)
 
     def check_healthy(self, container: str) -> None:
         raise NotImplementedError
@@ -280,6 +306,11 @@ class PodmanEngine(Engine):
             command += ["--secret", f"id=host_ca,src={HOST_CA_BUNDLE}"]
         run([*command, str(context)], 900, self.env())
 
+    def ensure_lab_image(self, project: ComposeProject) -> None:
+        if not self.image_id(LAB_IMAGE):
+            self.ensure_base_image()
+            self.build_image(LAB_IMAGE, ROOT / "Dockerfile", ROOT)
+
     def build_and_up(self, project: ComposeProject) -> None:
         """Build both images, then `up -d` (podman-compose has no `--wait`: the test waits on Flower)."""
         previous = {tag: self.image_id(tag) for tag in (LAB_IMAGE, REDIS_IMAGE)}
@@ -367,6 +398,15 @@ class ComposeProject:
 
     def networks(self) -> list[str]:
         return self.engine.cli("network", "ls", *self.label_filters(), "--format", "{{.Name}}").stdout.split()
+
+    def services(self) -> set[str]:
+        """The services that have (or had, stopped) a container in this project."""
+        return set(self.inspect(f'{{{{index .Config.Labels "{SERVICE_LABEL}"}}}}', *self.containers()))
+
+    def service_logs(self, service: str) -> str:
+        """`compose logs SERVICE`, as a user reads it: every replica's whole log."""
+        result = self.compose("logs", service, timeout=120)
+        return result.stdout + result.stderr
 
     def logs(self, tail: int = 40) -> str:
         """The last lines of every container's log, for a failure message."""

@@ -52,20 +52,11 @@ RECOVERY_TIMEOUT_S = 300.0
 
 def env_file(path: Path, replicas: int, visibility_timeout: int, concurrency: dict[str, int]) -> dict[str, str]:
     """.env.example with fresh passwords, free ports, the replicas and a short visibility timeout (0600)."""
-    values = {}
-    for line in (en.ROOT / ".env.example").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            values[name.strip()] = value.strip()
-    values.update({name: secrets.token_hex(16) for name in values if "PASSWORD" in name})
-    values.update(LAB_FLOWER_PORT=str(free_port()), LAB_FAULTS_REDIS_PORT=str(free_port()),
-                  LAB_THREADS_REPLICAS=str(replicas), LAB_PREFORK_REPLICAS=str(replicas),
-                  LAB_VISIBILITY_TIMEOUT=str(visibility_timeout),
-                  LAB_THREADS_CONCURRENCY=str(concurrency["threads"]),
-                  LAB_PREFORK_CONCURRENCY=str(concurrency["prefork"]))
-    path.write_text("".join(f"{name}={value}\n" for name, value in values.items()))
-    path.chmod(0o600)
-    return values
+    return en.example_env(path, LAB_FLOWER_PORT=str(free_port()), LAB_FAULTS_REDIS_PORT=str(free_port()),
+                          LAB_THREADS_REPLICAS=str(replicas), LAB_PREFORK_REPLICAS=str(replicas),
+                          LAB_VISIBILITY_TIMEOUT=str(visibility_timeout),
+                          LAB_THREADS_CONCURRENCY=str(concurrency["threads"]),
+                          LAB_PREFORK_CONCURRENCY=str(concurrency["prefork"]))
 
 
 @dataclass

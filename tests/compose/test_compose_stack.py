@@ -7,7 +7,9 @@ healthy before any worker or Flower started. Where no engine answers, the same t
 podman (which runs no healthchecks here: they are run by hand). Then: the images run as
 non-root and hold no trace of the host's CA bundle (a build secret only), the producer
 service sends square and sleep tasks to both pools, Flower on 127.0.0.1 (basic auth) counts
-every task per worker, the threads worker scales to 2, and `down -v` leaves nothing behind.
+every task per worker, the threads worker scales to 2, the free-threaded profile runs (Docker;
+its image is scanned for the CA bundle too), `compose logs` of every service holds neither the
+Redis nor the Flower password, and `down -v` leaves nothing behind.
 Each phase's time and the engine's versions are printed.
 """
 
@@ -16,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,20 +36,6 @@ SENT_PER_POOL = 50
 TASKS = {"square": ["--work", "20000"], "sleep": ["--seconds", "0.05"]}
 DEPENDANTS = ("worker-threads", "worker-prefork", "flower")  # each `depends_on: redis: service_healthy`
 METRIC = re.compile(r'^flower_events_total\{task="([^"]+)",type="task-succeeded",worker="([^"]+)"\} (\S+)$', re.M)
-
-
-def env_file_from_example(path: Path, flower_port: int) -> dict[str, str]:
-    """.env.example with fresh passwords and a free Flower port, written where compose reads it."""
-    values = {}
-    for line in (en.ROOT / ".env.example").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-    values.update({key: secrets.token_hex(16) for key in values if "PASSWORD" in key})
-    values.update(LAB_FLOWER_PORT=str(flower_port), LAB_THREADS_CONCURRENCY="4", LAB_PREFORK_CONCURRENCY="2")
-    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
-    path.chmod(0o600)
-    return values
 
 
 class FlowerClient:
@@ -95,7 +82,8 @@ def test_compose_up_runs_the_lab(project: en.ComposeProject, capsys: pytest.Capt
     with capsys.disabled():
         print(f"\ncompose test on {engine.name}: " + "; ".join(f"{k}: {v}" for k, v in engine.versions().items()))
     times: dict[str, float] = {}
-    values = env_file_from_example(project.env_file, free_port())
+    values = en.example_env(project.env_file, LAB_FLOWER_PORT=str(free_port()), LAB_THREADS_CONCURRENCY="4",
+                            LAB_PREFORK_CONCURRENCY="2")
     flower = FlowerClient(int(values["LAB_FLOWER_PORT"]), values["LAB_FLOWER_USER"], values["LAB_FLOWER_PASSWORD"])
     try:
         with en.phase("base image (built if missing)", times):
@@ -119,6 +107,10 @@ def test_compose_up_runs_the_lab(project: en.ComposeProject, capsys: pytest.Capt
         if engine.healthchecks_gate_startup:  # the profile needs BuildKit and `up --wait`: Docker here
             with en.phase("profile freethreaded: build + up --wait, square on threads-ft", times):
                 check_freethreaded_worker(project)
+            with en.phase("free-threaded image: no host CA bundle", times):
+                check_host_ca_bundle_is_not_in_the_image(engine, capsys, en.FT_IMAGE)
+        with en.phase("no password in any service's logs", times):
+            check_no_password_in_the_logs(project, values)
     except BaseException:
         with capsys.disabled():
             print(f"\ncompose test failed; container logs:\n{project.logs()}")
@@ -175,29 +167,48 @@ def check_images(engine: en.Engine, capsys: pytest.CaptureFixture[str]) -> None:
     check_host_ca_bundle_is_not_in_the_image(engine, capsys)
 
 
-def check_host_ca_bundle_is_not_in_the_image(engine: en.Engine, capsys: pytest.CaptureFixture[str]) -> None:
+def check_host_ca_bundle_is_not_in_the_image(engine: en.Engine, capsys: pytest.CaptureFixture[str],
+                                             image: str = en.LAB_IMAGE) -> None:
     """The bundle was a build secret: no /run/secrets, Debian's own bundle, and no layer holds the host's.
 
     The layer scan reads every layer the build added (`save`), so a bundle copied in and deleted later
-    would be found too; the base's layers are left out (its bundle is Debian's own).
+    would be found too; the base's layers are left out (its bundle is Debian's own). Both images that
+    get the secret are scanned: the lab image and the free-threaded one (whose build stage has it).
     """
     bundle = "/etc/ssl/certs/ca-certificates.crt"
-    image_sha = engine.in_image(en.LAB_IMAGE, f"test ! -e /run/secrets && sha256sum {bundle}").split()[0]
+    image_sha = engine.in_image(image, f"test ! -e /run/secrets && sha256sum {bundle}").split()[0]
     base_sha = engine.in_image(en.BASE_IMAGE, f"sha256sum {bundle}").split()[0]
     assert image_sha == base_sha, "the build changed the image's CA bundle"
     if not en.HOST_CA_BUNDLE.exists():
         return
     host = en.HOST_CA_BUNDLE.read_bytes()
     host_sha = hashlib.sha256(host).hexdigest()
-    save = engine.save(en.LAB_IMAGE)
+    save = engine.save(image)
     assert save.stdout is not None
     found = files_with_content(save.stdout, host_sha, len(host), skip_layers=engine.layers(en.BASE_IMAGE))
-    assert save.wait() == 0 and found == [], f"the host's CA bundle is in the image: {found}"
+    assert save.wait() == 0 and found == [], f"the host's CA bundle is in {image}: {found}"
     if host_sha != base_sha:
         assert image_sha != host_sha
     with capsys.disabled():
-        print(f"\nCA bundle: host {host_sha[:12]}, image {image_sha[:12]} (= base {base_sha[:12]}); "
-              "no layer the build added holds the host's")
+        print(f"\nCA bundle in {image}: host {host_sha[:12]}, image {image_sha[:12]} (= base {base_sha[:12]}); "
+              f"none of its {len(engine.layers(image))} layers (the base's left out) holds the host's")
+
+
+def check_no_password_in_the_logs(project: en.ComposeProject, values: dict[str, str]) -> None:
+    """`compose logs` of every service that ran holds neither the Redis nor the Flower password.
+
+    Error messages and banners end up in `docker compose logs`; the services that log the most are
+    checked to have logged something, so an empty read cannot pass for a clean one.
+    """
+    passwords = {name: values[name] for name in ("REDIS_PASSWORD", "LAB_FLOWER_PASSWORD")}
+    services = project.services()
+    assert {"redis", *DEPENDANTS} <= services, services
+    for service in sorted(services):
+        text = project.service_logs(service)
+        leaked = [name for name, password in passwords.items() if password in text]
+        assert not leaked, f"`compose logs {service}` holds {leaked}"
+        if service in ("redis", *DEPENDANTS):
+            assert len(text.splitlines()) >= 3, f"`compose logs {service}` is nearly empty: {text!r}"
 
 
 def wait_for_stack(project: en.ComposeProject, flower: FlowerClient) -> dict[str, str]:

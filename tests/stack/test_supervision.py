@@ -22,7 +22,7 @@ import requests
 from config import Settings
 from stack.processes import wait_until
 from stack.redis_server import free_port
-from stack.supervisor import Part, Supervisor
+from stack.supervisor import FIRST_BACKOFF_S, Part, Supervisor
 from tasks.app import close_app, make_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +41,7 @@ class LabUp:
         self.process = subprocess.Popen([sys.executable, "-m", "cli", "up", "--run-dir", str(tmp_path / "run")],
                                         env=self.env, cwd=ROOT, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
+        self.output: str | None = None
 
     @property
     def state(self) -> dict[str, object]:
@@ -60,6 +61,13 @@ class LabUp:
                 continue
         return None
 
+    def stop(self) -> str:
+        """Ctrl-C, as a user stops it; everything `lab up` printed (once stopped, the same text again)."""
+        if self.output is None:
+            self.process.send_signal(signal.SIGINT)
+            self.output = self.process.communicate(timeout=90)[0]
+        return self.output
+
     def flower_answers(self) -> bool:
         state = self.state
         try:
@@ -78,8 +86,7 @@ def lab_up(tmp_path: Path) -> Iterator[LabUp]:
                    process=stack.process)  # type: ignore[arg-type]
         yield stack
     finally:
-        stack.process.send_signal(signal.SIGINT)
-        stack.output = stack.process.communicate(timeout=90)[0]  # type: ignore[attr-defined]
+        stack.stop()
 
 
 def kill_and_time_return(stack: LabUp, marker: str, back: object) -> float:
@@ -118,6 +125,22 @@ def test_killed_workers_and_flower_come_back_and_the_run_loses_nothing(lab_up: L
     assert producer.returncode == 0, err[-2000:]
     assert (summary["sent"], summary["lost"], summary["failed"], summary["queued"]) == (300, 0, 0, 0), summary
     assert lab_up.process.poll() is None, "the stack must still be running"
+    check_restart_lines(lab_up.stop(), ["worker threads", "worker prefork", "flower"])
+
+
+def check_restart_lines(output: str, killed: list[str]) -> None:
+    """Each killed part got the supervisor's two lines, counting one restart; nothing else restarted.
+
+    The lines are stack/supervisor.py's: `NAME exited (code -9); restarting in 0.5 s (restart 1)`
+    (SIGKILL, the first backoff), then `NAME is back after 1 restart(s)`.
+    """
+    assert "Traceback" not in output, output[-3000:]
+    exited = [line.strip() for line in output.splitlines() if " exited (code " in line]
+    back = [line.strip() for line in output.splitlines() if " is back after " in line]
+    assert exited == [f"{name} exited (code -9); restarting in {FIRST_BACKOFF_S:g} s (restart 1)" for name in killed], \
+        output[-3000:]
+    assert back == [f"{name} is back after 1 restart(s)" for name in killed], output[-3000:]
+    assert "stack stopped" in output.splitlines()[-1]
 
 
 class Sleeper:
