@@ -97,9 +97,10 @@ class Settings:
                 values[name] = _parse(name, raw, parse)
         concurrency = _default_concurrency()
         for pool in POOL_NAMES:
-            raw = env.get(f"{ENV_PREFIX}{POOLS[pool].env_name}_CONCURRENCY")
+            variable = f"{POOLS[pool].env_name}_CONCURRENCY"  # threads-ft: LAB_THREADS_FT_CONCURRENCY
+            raw = env.get(ENV_PREFIX + variable)
             if raw:
-                concurrency[pool] = int(_parse(f"{pool}_concurrency", raw, int))  # type: ignore[call-overload]
+                concurrency[pool] = int(_parse(variable, raw, int))  # type: ignore[call-overload]
         values["concurrency"] = concurrency
         if "broker_url" not in values:
             values.update(_running_stack(Path(str(values.get("state_dir", ".lab")))))
@@ -228,7 +229,6 @@ def _parse_int(raw: str) -> int:
         return int(raw.strip())
     except ValueError:
         raise ValueError(f"expected an integer, got {raw!r}") from None
-
 
 
 _PARSERS: dict[str, type | object] = {

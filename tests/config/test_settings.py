@@ -41,6 +41,7 @@ def test_round_trip_through_child_environment() -> None:
         ("LAB_BROKER_URL", "redis://", "has no host"),
         ("LAB_THREADS_CONCURRENCY", "abc", "expected an integer"),
         ("LAB_THREADS_CONCURRENCY", "0", "between 1 and"),
+        ("LAB_THREADS_FT_CONCURRENCY", "abc", "LAB_THREADS_FT_CONCURRENCY: expected an integer"),
         ("LAB_PREFORK_CONCURRENCY", "-3", "between 1 and"),
         ("LAB_PREFORK_CONCURRENCY", "nan", "expected an integer"),
         ("LAB_PREFORK_CONCURRENCY", "inf", "expected an integer"),
