@@ -18,7 +18,7 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from config import Settings
 from stack.processes import wait_until
 from stack.workers import Worker
-from tests.faults.ledgers import marks
+from tasks.probes import read_marks
 
 RUNAWAY_S = 3.0
 LIMIT_S = 1
@@ -46,14 +46,14 @@ def test_revoke_with_terminate_stops_a_running_task_on_prefork_only(
     results = {pool: app.send_task("tasks.hold", kwargs={"seconds": 2.0, "tag": pool}, queue=settings.queue_for(pool))
                for pool in ("prefork", "threads")}
     for pool in results:
-        wait_until(lambda p=pool: len(marks(redis_client, p, "started")) == 1, 30, f"hold on {pool}")  # type: ignore[misc]
+        wait_until(lambda p=pool: len(read_marks(redis_client, p, "started")) == 1, 30, f"hold on {pool}")  # type: ignore[misc]
     for result in results.values():
         app.control.revoke(result.id, terminate=True, signal="SIGKILL")
 
     # The thread ran to its end (its state ends REVOKED or SUCCESS, whichever was written last).
-    wait_until(lambda: marks(redis_client, "threads", "finished") != [], 15, "the thread ran to its end")
+    wait_until(lambda: read_marks(redis_client, "threads", "finished") != [], 15, "the thread ran to its end")
     assert results["prefork"].state == "REVOKED"
-    assert marks(redis_client, "prefork", "finished") == []  # killed 2 s before it would have
+    assert read_marks(redis_client, "prefork", "finished") == []  # killed 2 s before it would have
 
 
 def pids_of(app: Celery, settings: Settings, pool: str, count: int) -> set[int]:
@@ -89,5 +89,5 @@ def test_autoscale_grows_prefork_children_under_load(
     queue = settings.queue_for("prefork")
     results = [app.send_task("tasks.hold", kwargs={"seconds": 3.0, "tag": "scale"}, queue=queue) for _ in range(3)]
     wait_until(lambda: pool_processes(prefork) == 3, 20, "the pool grown to 3 processes")
-    wait_until(lambda: len(marks(redis_client, "scale", "started")) == 3, 20, "three tasks at once")
+    wait_until(lambda: len(read_marks(redis_client, "scale", "started")) == 3, 20, "three tasks at once")
     assert all(result.get(timeout=30)["held"] == 3.0 for result in results)
