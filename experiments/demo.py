@@ -18,11 +18,12 @@ from producer.publish import SendPlan
 from producer.run import run
 from stack.launcher import Stack, running_stack
 from tasks import connections
+from tasks.workloads import WORKLOADS
 
 DEMO_CONCURRENCY = 4
 DEMO_TASKS = {"square": 150, "sleep": 200}
 # ~25 ms of CPU per square: long enough that Celery's own per-task work does not hide the GIL's effect.
-DEMO_PARAMS: dict[str, dict[str, Any]] = {"square": {"work": 300_000}, "sleep": {"seconds": 0.1}}
+DEMO_PARAMS: dict[str, dict[str, Any]] = {"square": {"work": 300_000}, "sleep": WORKLOADS["sleep"].defaults()}
 
 
 def run_demo(settings: Settings, out: Path) -> dict[str, object]:

@@ -7,6 +7,7 @@ are drawn with a red cross, never left out.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -18,13 +19,13 @@ from matplotlib.figure import Figure
 
 from experiments.schema import CellResult
 from report.findings import overheads
-from tasks.workloads import call_label
+from tasks.workloads import WORKLOADS, call_label
 
 Cell = CellResult
 COLOURS = {"prefork": "tab:blue", "threads": "tab:orange", "gevent": "tab:green", "eventlet": "tab:purple",
            "threads-ft": "tab:red", "prefork-ft": "tab:cyan",
            "solo": "tab:gray"}  # fmt: skip
-MARKERS = {"square": "o", "sleep": "s", "noop": "^"}
+MARKERS = dict(zip(WORKLOADS, itertools.cycle("os^DvP*X"), strict=False))  # one per workload of the catalogue
 
 
 def num(cell: Mapping[str, Any], field: str) -> float:

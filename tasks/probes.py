@@ -29,6 +29,10 @@ from tasks.connections import redis_client
 from tasks.work import check_seconds
 
 FAULTS_PREFIX = "lab:faults:"
+SPIN_TASK = "tasks.spin"
+HOLD_TASK = "tasks.hold"
+BUMP_TASK = "tasks.bump"
+CRASH_ONCE_TASK = "tasks.crash_once"
 _bumps: list[int] = []
 _bumps_lock = threading.Lock()
 
@@ -76,11 +80,11 @@ def crash_once(marker: str) -> str:
 
 def register(app: Celery) -> None:
     """Add the probe tasks to the worker's app (`tasks.celery_app`, when settings.probes)."""
-    app.task(name="tasks.spin")(spin)
-    app.task(name="tasks.bump")(bump)
-    app.task(name="tasks.crash_once")(crash_once)
+    app.task(name=SPIN_TASK)(spin)
+    app.task(name=BUMP_TASK)(bump)
+    app.task(name=CRASH_ONCE_TASK)(crash_once)
 
-    @app.task(name="tasks.hold", bind=True)
+    @app.task(name=HOLD_TASK, bind=True)
     def hold(self: Any, seconds: float = 1.0, tag: str = "default") -> dict[str, Any]:
         seconds = check_seconds("seconds", seconds)
         with redis_client(app.conf.lab_settings.require_broker(), timeout=10) as client:

@@ -23,7 +23,7 @@ from experiments.schema import CrashRow, SharedStateRow
 from producer.publish import SendPlan, publish
 from stack.processes import wait_until
 from stack.workers import Worker
-from tasks import connections, ledger
+from tasks import connections, ledger, probes
 from tasks.app import MAX_RESTORE_INTERVAL_S
 
 CRASH_VISIBILITY_TIMEOUT = 5
@@ -54,7 +54,7 @@ def shared_state(settings: Settings, run_dir: Path, pool: str, concurrency: int 
     worker = Worker(settings, pool, concurrency, run_dir / f"shared-{pool}.log").start()
     try:
         with connections.client_app(settings) as app:
-            pending = [app.send_task("tasks.bump", queue=settings.queue_for(pool)) for _ in range(tasks)]
+            pending = [app.send_task(probes.BUMP_TASK, queue=settings.queue_for(pool)) for _ in range(tasks)]
             values = [result.get(timeout=60) for result in pending]
             pending.clear()  # results are released while their backend is still open
     finally:
@@ -88,7 +88,7 @@ def crash_loss(settings: Settings, run_dir: Path, pool: str, acks_late: bool, co
     rest = SendPlan("sleep", tasks - first.count, (pool,), {"seconds": seconds}, run_id=first.run_id)
     with connections.client_app(s) as app:
         publish(app, s, first)
-        app.send_task("tasks.crash_once", args=[str(marker)], queue=s.queue_for(pool),
+        app.send_task(probes.CRASH_ONCE_TASK, args=[str(marker)], queue=s.queue_for(pool),
                       headers=ledger.run_headers(first.run_id, timing=False))
         publish(app, s, rest)
     started = time.monotonic()

@@ -19,7 +19,7 @@ from config import Settings
 from experiments.schema import StopAttemptRow
 from stack.processes import wait_until
 from stack.workers import Worker
-from tasks import connections, ledger
+from tasks import connections, ledger, probes
 
 RUNAWAY_S = 6.0
 LIMIT_S = 1
@@ -59,7 +59,7 @@ def _attempt(app: Celery, settings: Settings, worker: Worker, method: str) -> St
     """Send one runaway, stop it, and wait past its natural end to see whether it returned."""
     limit = {"time_limit": LIMIT_S} if method.startswith("time_limit") else {}
     run_id = uuid.uuid4().hex[:12]
-    result = app.send_task("tasks.spin", args=[RUNAWAY_S], queue=settings.queue_for(worker.pool),
+    result = app.send_task(probes.SPIN_TASK, args=[RUNAWAY_S], queue=settings.queue_for(worker.pool),
                            headers=ledger.run_headers(run_id), **limit)
     wait_until(lambda: _is_running(app, worker.name, result.id), 30, "the runaway task to start")
     if not limit:
