@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from config import Settings
-from config.pools import POOLS
+from config.pools import DEFAULT_POOLS, POOLS
 from config.settings import STATE_FILE
 from experiments.environment import describe
 from producer.publish import SendPlan
@@ -28,13 +28,13 @@ DEMO_PARAMS: dict[str, dict[str, Any]] = {"square": {"work": 300_000}, "sleep": 
 
 def run_demo(settings: Settings, out: Path) -> dict[str, object]:
     console = Console(width=None if sys.stdout.isatty() else 160)
-    settings = settings.replace(concurrency={**settings.concurrency, "threads": DEMO_CONCURRENCY,
-                                             "prefork": DEMO_CONCURRENCY})
+    settings = settings.replace(concurrency={**settings.concurrency,
+                                             **{pool: DEMO_CONCURRENCY for pool in DEFAULT_POOLS}})
     with running_stack(settings, out / "stack", flower_port=0 if settings.flower_port == 5555 else None) as stack:
         s = stack.settings
         console.print(f"Flower: {s.flower_url}  user={s.flower_user}, password in {s.state_dir / STATE_FILE}")
         runs = [measure(stack, pool, workload, console)
-                for workload in DEMO_TASKS for pool in ("threads", "prefork")]
+                for workload in DEMO_TASKS for pool in DEFAULT_POOLS]
         with connections.redis_client(s.require_broker()) as client:
             environment = describe(s, client)
     summary: dict[str, object] = {"environment": environment, "runs": runs}

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from config.pools import POOL_NAMES
 from experiments.advise_model import NEAR_BEST, Constraints, rank, violation
 from experiments.schema import CellResult, InProcessRow, Results, SideResults, Verdict
 from report.findings import accounting
@@ -192,8 +193,7 @@ def memory(cells: Sequence[Cell]) -> Verdict:
     prefork = _by_concurrency(_cells(cells, "claim3", pool="prefork"))
     c = max(set(threads) & set(prefork))
     ratio = prefork[c]["worker_memory_mb"] / threads[c]["worker_memory_mb"]
-    per_task = {pool: _by_concurrency(_cells(cells, "claim3", pool=pool)).get(c) for pool in
-                ("threads", "prefork", "gevent", "eventlet")}
+    per_task = {pool: _by_concurrency(_cells(cells, "claim3", pool=pool)).get(c) for pool in POOL_NAMES}
     detail = "; ".join(f"{pool} {cell['worker_memory_mb']:.0f} MB "
                        f"({cell['worker_memory_mb'] / c:.2f} MB per in-flight task)"
                        for pool, cell in per_task.items() if cell)

@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 
 from config import Settings
+from config.pools import DEFAULT_POOLS
 from experiments import inprocess, runner, spec
 from experiments.claims import isolation, killability, routing
 from experiments.schema import Results, SideResults
@@ -43,12 +44,12 @@ def side_experiments(settings: Settings, run_dir: Path, console: Console) -> Sid
     logs.mkdir(parents=True, exist_ok=True)
     steps: list[tuple[str, Callable[[Settings], Any]]] = [
         ("inprocess", lambda s: [r.as_dict() for r in inprocess.sweep([1, 2, 4], 60, 400_000)]),
-        ("runaway", lambda s: [a.as_dict() for pool in ("threads", "prefork")
+        ("runaway", lambda s: [a.as_dict() for pool in DEFAULT_POOLS
                                for a in killability.stop_runaway(s.replace(results=True), logs, pool)]),
         ("shared_state", lambda s: [isolation.shared_state(s.replace(results=True), logs, pool).as_dict()
-                                    for pool in ("threads", "prefork")]),
+                                    for pool in DEFAULT_POOLS]),
         ("crash", lambda s: [isolation.crash_loss(s, logs, pool, late).as_dict()
-                             for pool in ("threads", "prefork") for late in (True, False)]),
+                             for pool in DEFAULT_POOLS for late in (True, False)]),
         ("mixed", lambda s: [m.as_dict() for m in routing.run_mixed(s, logs)]),
     ]
     if settings.freethreaded_python.is_file():  # claim 1's in-process patterns without the GIL too
