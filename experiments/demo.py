@@ -11,14 +11,14 @@ from rich.console import Console
 from rich.table import Table
 
 from config import Settings
-from config.pools import DEFAULT_POOLS, POOLS
+from config.pools import DEFAULT_POOLS
 from config.settings import STATE_FILE
 from experiments.environment import describe
 from producer.publish import SendPlan
 from producer.run import run
 from stack.launcher import Stack, running_stack
 from tasks import connections
-from tasks.workloads import WORKLOADS
+from tasks.workloads import WORKLOADS, efficiency
 
 DEMO_CONCURRENCY = 4
 DEMO_TASKS = {"square": 150, "sleep": 200}
@@ -55,16 +55,17 @@ def measure(stack: Stack, pool: str, workload: str, console: Console) -> dict[st
     console.print(f"[bold]{workload} on {pool}[/bold] ({plan.count} tasks)")
     report = run(stack.settings, plan, wait=True, timeout=300, console=console)
     worker = stack.workers[pool]
-    usable = POOLS[pool].usable_cores(worker.concurrency)
-    ideal = plan.task.ideal_per_s(plan.params, worker.concurrency, usable, report.task_cpu_s) or 0.0
+    ideal = plan.task.ideal_per_s(plan.params, pool, worker.concurrency, report.task_cpu_s) or 0.0
     acc = report.accounting
     assert acc is not None
     throughput = report.drain_per_s or 0.0
+    measured_vs_ideal = efficiency(throughput, ideal)
     return {
         "pool": pool, "workload": workload, "concurrency": worker.concurrency, "tasks": plan.total,
         "completed": acc.completed, "failed": acc.failed, "lost": acc.lost,
         "throughput_per_s": round(throughput, 2), "ideal_per_s": round(ideal, 2),
-        "efficiency": round(throughput / ideal, 3), "worker_memory_mb": round(worker.memory_mb(), 1),
+        "efficiency": None if measured_vs_ideal is None else round(measured_vs_ideal, 3),
+        "worker_memory_mb": round(worker.memory_mb(), 1),
         "task_cpu_ms": round(1000 * (report.task_cpu_s or 0.0), 2),
     }  # fmt: skip
 
