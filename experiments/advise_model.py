@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from config.pools import POOLS
-from experiments.advise_profile import Profile
+from experiments.advise_profile import Profile, fills_cores
 from tasks.workloads import model_per_s
 
 CANDIDATES: Final = {"threads": (1, 2, 4, 8, 16, 32, 64, 128), "prefork": (1, 2, 4, 8, 16, 32)}
@@ -82,7 +82,7 @@ def available_cores(profile: Profile) -> int:
     waits most of its time cannot show it (its processes could not fill the cores): all count then.
     """
     cores = os.cpu_count() or 1
-    if profile.threads * profile.busy_share < 0.9 * cores:
+    if not fills_cores(profile.threads, profile.busy_share, cores):
         return cores
     return max(1, min(cores, round(profile.process_cores)))
 

@@ -41,6 +41,7 @@ from tasks import advised
 MIN_GIL_PHASE_S = 1.5  # long enough for a few switch intervals and calls per thread
 MAX_THREADS = 64  # enough to saturate 2 cores with a task that waits 97 % of its time
 EXCERPT = 200
+FILLS_CORES = 0.9  # threads that ask for 90 % of the cores' CPU could have kept every core busy
 
 
 class AdviseError(UserError, RuntimeError):
@@ -72,6 +73,16 @@ class Profile:
     def as_dict(self) -> dict[str, Any]:
         return {name: round(value, 6) if isinstance(value, float) else value
                 for name, value in self.__dict__.items()} | {"busy_share": round(self.busy_share, 4)}
+
+
+def fills_cores(threads: int, busy_share: float, cores: int) -> bool:
+    """Whether the profile's threads, each busy `busy_share` of its time, asked for (nearly) every core.
+
+    Only then does what they and the processes delivered say something about the cores: fewer than
+    asked means another program had the rest (advise_model.available_cores), and a GIL share that
+    could not be measured is blamed on busy cores rather than on the task's waiting (report.advise).
+    """
+    return threads * busy_share >= FILLS_CORES * cores
 
 
 def gil_share(delivered_cores: float, parallel: float) -> float:

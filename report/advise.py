@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from experiments.advise_model import Constraints
-from report.verdicts import ADVICE_TOLERANCE, model_missed, recommend
+from experiments.advise_profile import fills_cores
+from report.verdicts import ADVICE_TOLERANCE, advice_miss_reason, model_missed, recommend
 
 COLUMNS = ("pool", "c", "noop/s", "tasks/s pred", "tasks/s meas (min–max)", "meas/pred", "p95 pred", "p95 meas",
            "MB pred", "MB meas", "lost")
@@ -28,22 +29,8 @@ def judge(advice: dict[str, Any]) -> dict[str, Any]:
     limits = advice["constraints"]
     constraints = Constraints(limits["max_memory_mb"], limits["p95_ms"] / 1000 if limits["p95_ms"] else None)
     for row in advice["proved"]:
-        row["why_missed"] = why_missed(row, advice["profile"]) if model_missed(row) else None
+        row["why_missed"] = advice_miss_reason(row, advice["profile"]) if model_missed(row) else None
     return {**advice, "recommendation": recommend(advice["proved"], constraints)}
-
-
-def why_missed(row: Mapping[str, Any], profile: Mapping[str, Any]) -> str:
-    """What the worker did differently from the profile: its tasks' CPU, its cores, lost or failed tasks."""
-    clues = []
-    if row.get("task_cpu_ratio") and abs(row["task_cpu_ratio"] - 1) > 0.1:
-        clues.append(f"a task took {row['task_cpu_ratio']:.2f}x its profiled CPU in the worker "
-                     f"({row['task_cpu_s'] * 1000:.1f} vs {profile['cpu_s'] * 1000:.1f} ms)")
-    if row.get("worker_cpu_cores") is not None:
-        clues.append(f"the worker kept {row['worker_cpu_cores']:.2f} cores busy (model: "
-                     f"{row['usable_cores']:.2f} usable for the task)")
-    if row.get("failed") or row.get("lost"):
-        clues.append(f"{row['failed']} failed, {row['lost']} lost")
-    return "; ".join(clues) or "no clue in the worker's figures"
 
 
 def rows_text(row: Mapping[str, Any]) -> list[str]:
@@ -71,7 +58,7 @@ def profile_line(profile: Mapping[str, Any]) -> str:
                  f"CPU, as many processes {profile['process_cores']:.2f}")
     if profile["gil_measured"]:
         gil = f"GIL-holding share {profile['gil_share']:.2f} ({delivered})"
-    elif profile["threads"] * profile["busy_share"] >= 0.9 * (profile.get("cores") or 1):
+    elif fills_cores(profile["threads"], profile["busy_share"], profile.get("cores") or 1):
         gil = f"GIL share not measurable: the cores were busy with something else ({delivered}); assumed 1"
     else:
         gil = f"GIL share not measurable: it waits {1 - profile['busy_share']:.1%} of its time; assumed 1"

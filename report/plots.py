@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from experiments.schema import CellResult
 from report.findings import overheads
+from report.verdicts import MODEL_TOLERANCE
 from tasks.workloads import WORKLOADS, call_label
 
 Cell = CellResult
@@ -59,7 +60,8 @@ def write_all(cells: list[Cell], out: Path, verdict: str) -> list[tuple[str, str
     made: list[tuple[str, str]] = []
     for name, caption, draw in (
         ("throughput.png", "Throughput vs concurrency per pool, with the ideal (dashed)", _throughput),
-        ("efficiency.png", "Efficiency (measured / ideal) vs concurrency; the 90 % goal dotted", _efficiency),
+        ("efficiency.png", f"Efficiency (measured / ideal) vs concurrency; the model's tolerance "
+                           f"(±{MODEL_TOLERANCE:.0%}) dotted", _efficiency),
         ("memory.png", "Worker memory (USS of parent + children) vs concurrency", _memory),
         ("latency.png", "End-to-end and run-time latency percentiles per cell", _latency),
         ("overhead.png", "Harness overhead: the same cell with the timing instrumentation on and off", _overhead),
@@ -164,7 +166,9 @@ def _efficiency(cells: list[Cell], _verdict: str) -> Figure | None:
                       marker=MARKERS.get(series[0]["workload"], "o"), color=COLOURS.get(pool),
                       label=f"{label_of(series[0])} · {group}")  # fmt: skip
     _mark_unhealthy(axes, members, "efficiency")
-    axes.axhline(0.9, linestyle=":", color="gray")
+    for bound in (1 - MODEL_TOLERANCE, 1 + MODEL_TOLERANCE):  # a cell outside is a finding (report.verdicts)
+        axes.axhline(bound, linestyle=":", color="gray",
+                     label=f"model tolerance (±{MODEL_TOLERANCE:.0%})" if bound < 1 else None)
     axes.set_ylim(0, max(1.1, *(num(c, "efficiency") for c in members)) * 1.05)
     axes.set_ylabel("measured / ideal")
     _log_x(axes, members)

@@ -20,6 +20,15 @@ from report.findings import accounting
 
 Cell = Mapping[str, Any]  # a CellResult, or a part of one in tests
 MODEL_TOLERANCE = 0.15  # a cell further than this from its model's ideal is a finding, not noise
+# The ledger's instrumentation may cost a cell at most this share of its wall-clock rate (timing on
+# against off): past it, the harness would be part of what the cell measures.
+HARNESS_OVERHEAD_GOAL = 0.05
+# A worker that kept fewer than this share of the model's usable cores busy was short of cores: the
+# model counts on all of them, so a miss then comes from the machine, not from the pool.
+CORES_KEPT_BUSY = 0.85
+# A task whose CPU time in the worker differs from its profile by more than this explains a missed
+# prediction by itself: the prediction was made with the profile's CPU time.
+TASK_CPU_DRIFT = 0.10
 
 
 def task_cores(cell: Cell) -> float:
@@ -121,6 +130,31 @@ def misses_model(efficiency: float | None) -> bool:
 def model_misses(cells: Iterable[CellResult]) -> list[CellResult]:
     """Cells whose measurement is further than MODEL_TOLERANCE from the model's ideal."""
     return [c for c in cells if misses_model(c["efficiency"])]
+
+
+def within_overhead_goal(overhead: float) -> bool:
+    """Timing on vs off within HARNESS_OVERHEAD_GOAL: the harness is not what the cell measured."""
+    return overhead <= HARNESS_OVERHEAD_GOAL
+
+
+def miss_reason(cell: CellResult) -> str:
+    """What the data says about a cell's model miss: the waiting grew, the cores were short, or per-task overhead.
+
+    The experiments' model is the task's own cost (Celery's per-task work is left out), so what is
+    left when the task waited as asked and had its cores is that work.
+    """
+    inflation = cell.get("io_inflation")
+    if cell["efficiency"] is not None and cell["efficiency"] > 1 + MODEL_TOLERANCE:
+        return "faster than the model: its inputs (task CPU time, cores) were underestimated"
+    if inflation is not None and inflation > 1 + MODEL_TOLERANCE:
+        return (f"the tasks' waiting grew {inflation:.2f}x: after its I/O a thread waits for the GIL "
+                f"(the convoy effect, bpo-7946)")
+    if cell["cpu_cores"] is not None and cell["cpu_cores"] < CORES_KEPT_BUSY * cell.get("usable_cores", 1):
+        others = cell.get("others_cores")
+        busy = f"; {others:.2f} cores were busy outside it" if others is not None else ""
+        return (f"the worker kept only {cell['cpu_cores']:.2f} cores busy of the {cell.get('usable_cores')} the "
+                f"model counts on (a busy machine, or Celery's own per-task work{busy})")
+    return "Celery's own per-task work, which the model leaves out, is a large part of a task this short"
 
 
 def cores(results: Results) -> int:
@@ -285,6 +319,25 @@ def recommend(rows: Sequence[Mapping[str, Any]], constraints: Constraints) -> di
 def model_missed(row: Mapping[str, Any]) -> bool:
     """A proved row further than the model tolerance from its prediction: the report says why."""
     return misses_model(row.get("efficiency"))
+
+
+def advice_miss_reason(row: Mapping[str, Any], profile: Mapping[str, Any]) -> str:
+    """What a proved worker did differently from the profile: its tasks' CPU, its cores, lost or failed tasks.
+
+    Unlike an experiment's model (miss_reason), advise's prediction includes the worker's own work
+    per task, measured on that worker just before: what is left to explain a miss is the task
+    itself (its CPU time in the worker against the profile's) and the cores the worker got.
+    """
+    clues = []
+    if row.get("task_cpu_ratio") and abs(row["task_cpu_ratio"] - 1) > TASK_CPU_DRIFT:
+        clues.append(f"a task took {row['task_cpu_ratio']:.2f}x its profiled CPU in the worker "
+                     f"({row['task_cpu_s'] * 1000:.1f} vs {profile['cpu_s'] * 1000:.1f} ms)")
+    if row.get("worker_cpu_cores") is not None:
+        clues.append(f"the worker kept {row['worker_cpu_cores']:.2f} cores busy (model: "
+                     f"{row['usable_cores']:.2f} usable for the task)")
+    if row.get("failed") or row.get("lost"):
+        clues.append(f"{row['failed']} failed, {row['lost']} lost")
+    return "; ".join(clues) or "no clue in the worker's figures"
 
 
 def _decided_by(choice: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], constraints: Constraints) -> str:
