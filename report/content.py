@@ -153,8 +153,9 @@ def _overhead_section(cells: list[CellResult]) -> list[Block]:
             Table(("cell", "timing on /s", "timing off /s", "overhead", "pairs (min–max)", f"≤ {goal}"), rows)]
 
 
-def _pair_spread(runs: list[float]) -> str:
-    return f"{min(runs):+.1%} – {max(runs):+.1%} ({len(runs)})" if runs else "-"
+def _pair_spread(runs: list[float | None]) -> str:
+    values = [run for run in runs if run is not None]
+    return f"{min(values):+.1%} – {max(values):+.1%} ({len(runs)})" if values else "-"
 
 
 def _producer_section(results: Results) -> list[Block]:

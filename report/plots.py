@@ -10,9 +10,9 @@ from __future__ import annotations
 import itertools
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -29,12 +29,16 @@ COLOURS = {"prefork": "tab:blue", "threads": "tab:orange", "gevent": "tab:green"
 MARKERS = dict(zip(WORKLOADS, itertools.cycle("os^DvP*X"), strict=False))  # one per workload of the catalogue
 
 
-def num(cell: Mapping[str, Any], field: str) -> float:
+Measure = Literal["throughput_per_s", "throughput_min", "throughput_max", "ideal_per_s", "efficiency",
+                  "worker_memory_mb", "startup_s"]  # the cell figures plots draw
+
+
+def num(cell: Cell, field: Measure) -> float:
     """A numeric field of a cell as a float (None, for a cell that did not measure it, as 0)."""
     return float(cell[field] or 0.0)
 
 
-def label_of(cell: Mapping[str, Any]) -> str:
+def label_of(cell: Cell) -> str:
     """The pool as reports name it: `threads@3.13t` for one that ran on a free-threaded Python."""
     return str(cell.get("pool_label") or cell["pool"])
 
@@ -80,10 +84,10 @@ def _by_group(cells: Iterable[Cell]) -> dict[str, list[Cell]]:
     return dict(groups)
 
 
-def _series(cells: Iterable[Cell], field: str) -> dict[str, list[Cell]]:
+def _series(cells: Iterable[Cell], field: Measure) -> dict[str, list[Cell]]:
     series: dict[str, list[Cell]] = defaultdict(list)
     for cell in sorted(cells, key=lambda c: c["concurrency"]):
-        if dict(cell).get(field) is not None:
+        if cell.get(field) is not None:
             series[cell["pool"]].append(cell)
     return dict(series)
 
@@ -96,8 +100,8 @@ def _log_x(axes: Axes, cells: list[Cell]) -> None:
     axes.set_xlabel("concurrency")
 
 
-def _mark_unhealthy(axes: Axes, cells: list[Cell], field: str) -> None:
-    bad = [c for c in cells if not c.get("healthy", True) and dict(c).get(field) is not None]
+def _mark_unhealthy(axes: Axes, cells: list[Cell], field: Measure) -> None:
+    bad = [c for c in cells if not c.get("healthy", True) and c.get(field) is not None]
     if bad:
         axes.scatter([c["concurrency"] for c in bad], [num(c, field) for c in bad], marker="x", s=120,
                      color="red", zorder=5, label="lost/duplicated tasks")  # fmt: skip
@@ -222,10 +226,11 @@ def _overhead(cells: list[Cell], _verdict: str) -> Figure | None:
     figure = Figure(figsize=(2.2 + 1.6 * len(pairs), 3.8), layout="constrained")
     axes = figure.add_subplot()
     for i, pair in enumerate(pairs):
-        for offset, (side, colour) in enumerate((("on", "tab:orange"), ("off", "tab:gray"))):
-            axes.bar(i + (offset - 0.5) * 0.38, pair[side]["wall_per_s"], width=0.38, color=colour,
+        rates = (pair["on"]["wall_per_s"] or 0.0, pair["off"]["wall_per_s"] or 0.0)
+        for offset, (side, rate, colour) in enumerate((("on", rates[0], "tab:orange"), ("off", rates[1], "tab:gray"))):
+            axes.bar(i + (offset - 0.5) * 0.38, rate, width=0.38, color=colour,
                      label=f"timing {side}" if i == 0 else None)  # fmt: skip
-        axes.annotate(f"{pair['overhead']:+.1%}", (i, max(pair["on"]["wall_per_s"], pair["off"]["wall_per_s"])),
+        axes.annotate(f"{pair['overhead']:+.1%}", (i, max(rates)),
                       textcoords="offset points", xytext=(0, 4), ha="center", fontsize=9)
     axes.set_xticks(range(len(pairs)), [p["on"]["id"] for p in pairs], fontsize=7)
     axes.set_ylabel("tasks / s (wall clock, median)")

@@ -34,7 +34,7 @@ def delayed(results: Results) -> bool:
     return "delay" in results and any("rtt_ms" in cell for cell in results["cells"])
 
 
-def _key(cell: Mapping[str, Any]) -> tuple[str, int | None]:
+def _key(cell: CellResult) -> tuple[str, int | None]:
     return label_of(cell), cell.get("prefetch_multiplier")
 
 

@@ -11,14 +11,22 @@ the same thing. `lab advise`'s recommendation and its prediction check are judge
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 from config.pools import POOL_NAMES
 from experiments.advise_model import NEAR_BEST, Constraints, rank, violation
-from experiments.schema import CellResult, InProcessRow, Results, SideResults, Verdict
+from experiments.schema import (
+    CellResult,
+    CrashRow,
+    InProcessRow,
+    Results,
+    SharedStateRow,
+    SideResults,
+    StopAttemptRow,
+    Verdict,
+)
 from report.findings import accounting
 
-Cell = Mapping[str, Any]  # a CellResult, or a part of one in tests
 MODEL_TOLERANCE = 0.15  # a cell further than this from its model's ideal is a finding, not noise
 # The ledger's instrumentation may cost a cell at most this share of its wall-clock rate (timing on
 # against off): past it, the harness would be part of what the cell measures.
@@ -31,25 +39,52 @@ CORES_KEPT_BUSY = 0.85
 TASK_CPU_DRIFT = 0.10
 
 
-def task_cores(cell: Cell) -> float:
+class CpuVerdict(TypedDict):
+    concurrency: int
+    prefork_per_s: float | None
+    threads_per_s: float | None
+    ratio: float  # cores kept busy with tasks, prefork over threads
+    prefork_efficiency: float | None
+    threads_efficiency: float | None
+
+
+class IoVerdict(TypedDict):
+    concurrency: int
+    threads_per_s: float | None
+    threads_efficiency: float | None
+    min_threads_efficiency: float | None
+    min_at: int
+    threads_memory_mb: float | None
+    prefork_memory_mb: float | None
+    prefork_efficiency: float | None
+
+
+def task_cores(cell: CellResult) -> float:
     """Cores' worth of task code a cell kept busy: throughput x the CPU time of one of its tasks.
 
     Falls back to the raw throughput when a cell has no task CPU time.
     """
-    return float(cell["throughput_per_s"]) * (cell.get("task_cpu_s") or 1.0)
+    return _figure(cell["throughput_per_s"]) * (cell.get("task_cpu_s") or 1.0)
+
+
+def _figure(value: float | None) -> float:
+    """A figure a verdict is judged on: a cell that did not measure it cannot be judged."""
+    if value is None:
+        raise ValueError("a cell lacks a figure its verdict needs (see its worker log)")
+    return value
 
 
 # -- the report's headline -----------------------------------------------------------------------
 
-def _capacity(cells: Iterable[Cell]) -> list[Cell]:
+def _capacity(cells: Iterable[CellResult]) -> list[CellResult]:
     """Capacity cells on the run's common settings (no per-cell knob)."""
     return [c for c in cells if c["arrival"] != "rate" and c["timing"] and c["throughput_per_s"]
             and not c.get("settings") and not c.get("worker_args")]
 
 
-def _pair(cells: Sequence[Cell], workload: str, cores: int) -> tuple[Cell, Cell] | None:
+def _pair(cells: Sequence[CellResult], workload: str, cores: int) -> tuple[CellResult, CellResult] | None:
     """The prefork and threads cells of one workload at the concurrency where prefork can use every core."""
-    by_pool: dict[str, dict[int, Cell]] = {"prefork": {}, "threads": {}}
+    by_pool: dict[str, dict[int, CellResult]] = {"prefork": {}, "threads": {}}
     for cell in _capacity(cells):
         if cell["workload"] == workload and cell["pool"] in by_pool:
             by_pool[cell["pool"]][cell["concurrency"]] = cell
@@ -61,7 +96,7 @@ def _pair(cells: Sequence[Cell], workload: str, cores: int) -> tuple[Cell, Cell]
     return by_pool["prefork"][level], by_pool["threads"][level]
 
 
-def cpu_verdict(cells: Sequence[Cell], cores: int) -> dict[str, Any] | None:
+def cpu_verdict(cells: Sequence[CellResult], cores: int) -> CpuVerdict | None:
     """prefork against threads on square where prefork can use every core, in cores kept busy."""
     pair = _pair(cells, "square", cores)
     if pair is None:
@@ -77,7 +112,7 @@ def cpu_verdict(cells: Sequence[Cell], cores: int) -> dict[str, Any] | None:
     }
 
 
-def io_verdict(cells: Sequence[Cell]) -> dict[str, Any] | None:
+def io_verdict(cells: Sequence[CellResult]) -> IoVerdict | None:
     """threads on the slowest sleep: efficiency at the top concurrency both pools ran, and memory."""
     sleeps = [c for c in _capacity(cells) if c["workload"] == "sleep"]
     if not sleeps:
@@ -132,9 +167,9 @@ def model_misses(cells: Iterable[CellResult]) -> list[CellResult]:
     return [c for c in cells if misses_model(c["efficiency"])]
 
 
-def within_overhead_goal(overhead: float) -> bool:
+def within_overhead_goal(overhead: float | None) -> bool:
     """Timing on vs off within HARNESS_OVERHEAD_GOAL: the harness is not what the cell measured."""
-    return overhead <= HARNESS_OVERHEAD_GOAL
+    return overhead is not None and overhead <= HARNESS_OVERHEAD_GOAL
 
 
 def miss_reason(cell: CellResult) -> str:
@@ -167,11 +202,11 @@ def _pct(value: float | None) -> str:
 
 # -- the article's claims --------------------------------------------------------------------------
 
-def _cells(cells: Iterable[Cell], label: str, **match: Any) -> list[Cell]:
-    return [c for c in cells if c["label"] == label and all(c.get(k) == v for k, v in match.items())]
+def _cells(cells: Iterable[CellResult], label: str, pool: str | None = None) -> list[CellResult]:
+    return [c for c in cells if c["label"] == label and (pool is None or c.get("pool") == pool)]
 
 
-def _by_concurrency(cells: Iterable[Cell]) -> dict[int, Cell]:
+def _by_concurrency(cells: Iterable[CellResult]) -> dict[int, CellResult]:
     return {int(c["concurrency"]): c for c in cells}
 
 
@@ -181,7 +216,7 @@ def _verdict(claim: int, holds: bool, partly: bool, figure: float | None, unit: 
             "unit": unit, "detail": detail}
 
 
-def gil(cells: Sequence[Cell], cores: int, inprocess: Sequence[InProcessRow | Mapping[str, Any]],
+def gil(cells: Sequence[CellResult], cores: int, inprocess: Sequence[InProcessRow],
         label: str = "claim1", threads_pool: str = "threads", prefork_pool: str = "prefork",
         interpreter: str = "3.11") -> Verdict:
     """Claim 1: prefork/threads square work rate at concurrency = cores; threads flat across concurrency.
@@ -208,10 +243,10 @@ def gil(cells: Sequence[Cell], cores: int, inprocess: Sequence[InProcessRow | Ma
     return verdict
 
 
-def io(cells: Sequence[Cell]) -> Verdict:
+def io(cells: Sequence[CellResult]) -> Verdict:
     """Claim 2: threads sleep throughput tracks concurrency / seconds up to 256."""
     threads = _by_concurrency(_cells(cells, "claim2", pool="threads"))
-    worst = min(c["efficiency"] for c in threads.values())
+    worst = min(_figure(c["efficiency"]) for c in threads.values())
     top = max(threads)
     rates = ", ".join(f"c={k}: {v['throughput_per_s']:.0f}/s ({v['efficiency']:.0%})"
                       for k, v in sorted(threads.items()))
@@ -221,28 +256,28 @@ def io(cells: Sequence[Cell]) -> Verdict:
                     f"threads sleep: {rates}{extra}")
 
 
-def memory(cells: Sequence[Cell]) -> Verdict:
+def memory(cells: Sequence[CellResult]) -> Verdict:
     """Claim 3: prefork/threads worker memory (USS) at the largest concurrency both ran."""
     threads = _by_concurrency(_cells(cells, "claim3", pool="threads"))
     prefork = _by_concurrency(_cells(cells, "claim3", pool="prefork"))
     c = max(set(threads) & set(prefork))
-    ratio = prefork[c]["worker_memory_mb"] / threads[c]["worker_memory_mb"]
+    ratio = _figure(prefork[c]["worker_memory_mb"]) / _figure(threads[c]["worker_memory_mb"])
     per_task = {pool: _by_concurrency(_cells(cells, "claim3", pool=pool)).get(c) for pool in POOL_NAMES}
     detail = "; ".join(f"{pool} {cell['worker_memory_mb']:.0f} MB "
-                       f"({cell['worker_memory_mb'] / c:.2f} MB per in-flight task)"
+                       f"({_figure(cell['worker_memory_mb']) / c:.2f} MB per in-flight task)"
                        for pool, cell in per_task.items() if cell)
     return _verdict(3, ratio >= 2, ratio > 1.2, ratio, f"x (prefork/threads memory at concurrency {c})",
                     f"USS of the whole worker at c={c}: {detail}")
 
 
-def startup(cells: Sequence[Cell]) -> Verdict:
+def startup(cells: Sequence[CellResult]) -> Verdict:
     """Claim 4: prefork start-up grows with concurrency; recycling children costs throughput."""
     threads = _by_concurrency(_cells(cells, "claim3", pool="threads"))
     prefork = _by_concurrency(_cells(cells, "claim3", pool="prefork"))
     c = max(set(threads) & set(prefork))
-    ratio = prefork[c]["startup_s"] / threads[c]["startup_s"]
-    keep = _cells(cells, "claim4", pool="prefork")[0]["throughput_per_s"]
-    recycle = _cells(cells, "claim4-recycle", pool="prefork")[0]["throughput_per_s"]
+    ratio = _figure(prefork[c]["startup_s"]) / _figure(threads[c]["startup_s"])
+    keep = _figure(_cells(cells, "claim4", pool="prefork")[0]["throughput_per_s"])
+    recycle = _figure(_cells(cells, "claim4-recycle", pool="prefork")[0]["throughput_per_s"])
     cost = 1 - recycle / keep
     detail = (f"start-up to ready at c={c}: prefork {prefork[c]['startup_s']:.2f} s, "
               f"threads {threads[c]['startup_s']:.2f} s; max_tasks_per_child=1 cuts short-task throughput "
@@ -251,7 +286,7 @@ def startup(cells: Sequence[Cell]) -> Verdict:
                     f"x (prefork/threads start-up time at concurrency {c})", detail)
 
 
-def killable(attempts: Sequence[Mapping[str, Any]]) -> Verdict:
+def killable(attempts: Sequence[StopAttemptRow]) -> Verdict:
     """Claim 5: the threads pool cannot stop a runaway task; prefork can."""
     threads_killed = any(a["killed"] for a in attempts if a["pool"] == "threads")
     prefork_killed = all(a["killed"] for a in attempts if a["pool"] == "prefork")
@@ -261,7 +296,7 @@ def killable(attempts: Sequence[Mapping[str, Any]]) -> Verdict:
                     "threads pool killed the runaway task (1 yes, 0 no)", detail)
 
 
-def shared(states: Sequence[Mapping[str, Any]], crashes: Sequence[Mapping[str, Any]]) -> Verdict:
+def shared(states: Sequence[SharedStateRow], crashes: Sequence[CrashRow]) -> Verdict:
     """Claim 6: threads share module state and die together; prefork children do not."""
     by_pool = {s["pool"]: s for s in states}
     threads_shared = by_pool["threads"]["shared"] and not by_pool["prefork"]["shared"]
