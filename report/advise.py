@@ -9,22 +9,21 @@ with the pool's figure from config.pools, is `predicted_before_per_s` in the JSO
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from experiments.advise_model import Constraints
 from experiments.advise_profile import fills_cores
+from experiments.schema import Advice, AdviceProfile, JudgedAdvice, ProvedRow, Recommendation
 from report.verdicts import ADVICE_TOLERANCE, advice_miss_reason, model_missed, recommend
 
 COLUMNS = ("pool", "c", "noop/s", "tasks/s pred", "tasks/s meas (min–max)", "meas/pred", "p95 pred", "p95 meas",
            "MB pred", "MB meas", "lost")
 
 
-def judge(advice: dict[str, Any]) -> dict[str, Any]:
+def judge(advice: Advice) -> JudgedAdvice:
     """The advice with its recommendation (report.verdicts) and, per missed row, the clues to why."""
     limits = advice["constraints"]
     constraints = Constraints(limits["max_memory_mb"], limits["p95_ms"] / 1000 if limits["p95_ms"] else None)
@@ -33,7 +32,7 @@ def judge(advice: dict[str, Any]) -> dict[str, Any]:
     return {**advice, "recommendation": recommend(advice["proved"], constraints)}
 
 
-def rows_text(row: Mapping[str, Any]) -> list[str]:
+def rows_text(row: ProvedRow) -> list[str]:
     efficiency = row.get("efficiency")
     return [row["pool"], str(row["concurrency"]), _num(row.get("noop_per_s")), _num(row["predicted_per_s"]),
             f"{_num(row['measured_per_s'])} ({_num(row['measured_min'])}–{_num(row['measured_max'])})",
@@ -42,7 +41,7 @@ def rows_text(row: Mapping[str, Any]) -> list[str]:
             _num(row["predicted_memory_mb"]), _num(row["measured_memory_mb"]), str(row["lost"])]
 
 
-def markdown(advice: Mapping[str, Any]) -> str:
+def markdown(advice: JudgedAdvice) -> str:
     """The table and the verdict as markdown (README, docs, the run directory's advice.md)."""
     lines = [f"`lab advise {advice['target']}`: {profile_line(advice['profile'])}", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * 2 + "---:|" * (len(COLUMNS) - 2)]
@@ -53,7 +52,7 @@ def markdown(advice: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def profile_line(profile: Mapping[str, Any]) -> str:
+def profile_line(profile: AdviceProfile) -> str:
     delivered = (f"{profile['threads']} threads in-process delivered {profile['gil_cores']:.2f} cores' worth of its "
                  f"CPU, as many processes {profile['process_cores']:.2f}")
     if profile["gil_measured"]:
@@ -67,7 +66,7 @@ def profile_line(profile: Mapping[str, Any]) -> str:
             f"peak {profile['peak_mb']:.1f} MB, import {profile['import_mb']:.1f} MB; {gil}")
 
 
-def verdict_line(recommendation: Mapping[str, Any]) -> str:
+def verdict_line(recommendation: Recommendation) -> str:
     if recommendation["pool"] is None:
         return f"**No recommendation**: {recommendation['decided_by']}."
     holds = "within" if recommendation["prediction_holds"] else "NOT within"
@@ -79,7 +78,7 @@ def verdict_line(recommendation: Mapping[str, Any]) -> str:
             f"{ADVICE_TOLERANCE:.0%} of the prediction.")
 
 
-def finish(advice: dict[str, Any], run_dir: Path, json_out: Path | None, console: Console) -> dict[str, Any]:
+def finish(advice: Advice, run_dir: Path, json_out: Path | None, console: Console) -> JudgedAdvice:
     """Judge, print the table, write advice.json and advice.md (and --json); the judged advice."""
     judged = judge(advice)
     table = Table(title=f"lab advise {advice['target']}")

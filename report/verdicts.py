@@ -10,15 +10,19 @@ the same thing. `lab advise`'s recommendation and its prediction check are judge
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypedDict
+from collections.abc import Iterable, Sequence
+from typing import TypedDict
 
 from config.pools import POOL_NAMES
 from experiments.advise_model import NEAR_BEST, Constraints, rank, violation
 from experiments.schema import (
+    AdviceProfile,
     CellResult,
     CrashRow,
     InProcessRow,
+    Prediction,
+    ProvedRow,
+    Recommendation,
     Results,
     SharedStateRow,
     SideResults,
@@ -331,7 +335,7 @@ def judge(results: Results, side: SideResults) -> list[Verdict]:
 ADVICE_TOLERANCE = 0.20  # advise's promise: the recommended configuration does within 20 % of its prediction
 
 
-def recommend(rows: Sequence[Mapping[str, Any]], constraints: Constraints) -> dict[str, Any]:
+def recommend(rows: Sequence[ProvedRow], constraints: Constraints) -> Recommendation:
     """The proved configuration to use, on its measurements, and the constraint that decided it.
 
     The rule is advise's ranking (experiments.advise_model.rank), applied to what the workers did;
@@ -343,20 +347,21 @@ def recommend(rows: Sequence[Mapping[str, Any]], constraints: Constraints) -> di
         return {"pool": None, "concurrency": None, "decided_by": "no proved configuration met the constraints",
                 "prediction_holds": None, "miss": None, "predicted_choice": _name(predicted[0]) if predicted else None}
     choice = ranked[0]
-    miss = float(choice["measured_per_s"]) / float(choice["predicted_per_s"]) - 1
+    measured = _figure(choice["measured_per_s"])  # ranked rows were measured
+    miss = measured / choice["predicted_per_s"] - 1
     return {"pool": choice["pool"], "concurrency": choice["concurrency"],
             "decided_by": _decided_by(choice, rows, constraints),
-            "measured_per_s": choice["measured_per_s"], "predicted_per_s": choice["predicted_per_s"],
+            "measured_per_s": measured, "predicted_per_s": choice["predicted_per_s"],
             "miss": round(miss, 4), "prediction_holds": abs(miss) <= ADVICE_TOLERANCE,
             "predicted_choice": _name(predicted[0]) if predicted else None}
 
 
-def model_missed(row: Mapping[str, Any]) -> bool:
+def model_missed(row: ProvedRow) -> bool:
     """A proved row further than the model tolerance from its prediction: the report says why."""
     return misses_model(row.get("efficiency"))
 
 
-def advice_miss_reason(row: Mapping[str, Any], profile: Mapping[str, Any]) -> str:
+def advice_miss_reason(row: ProvedRow, profile: AdviceProfile) -> str:
     """What a proved worker did differently from the profile: its tasks' CPU, its cores, lost or failed tasks.
 
     Unlike an experiment's model (miss_reason), advise's prediction includes the worker's own work
@@ -364,36 +369,40 @@ def advice_miss_reason(row: Mapping[str, Any], profile: Mapping[str, Any]) -> st
     itself (its CPU time in the worker against the profile's) and the cores the worker got.
     """
     clues = []
-    if row.get("task_cpu_ratio") and abs(row["task_cpu_ratio"] - 1) > TASK_CPU_DRIFT:
-        clues.append(f"a task took {row['task_cpu_ratio']:.2f}x its profiled CPU in the worker "
-                     f"({row['task_cpu_s'] * 1000:.1f} vs {profile['cpu_s'] * 1000:.1f} ms)")
-    if row.get("worker_cpu_cores") is not None:
-        clues.append(f"the worker kept {row['worker_cpu_cores']:.2f} cores busy (model: "
+    ratio, task_cpu_s = row.get("task_cpu_ratio"), row.get("task_cpu_s")
+    if ratio and task_cpu_s is not None and abs(ratio - 1) > TASK_CPU_DRIFT:
+        clues.append(f"a task took {ratio:.2f}x its profiled CPU in the worker "
+                     f"({task_cpu_s * 1000:.1f} vs {profile['cpu_s'] * 1000:.1f} ms)")
+    if (worker_cores := row.get("worker_cpu_cores")) is not None:
+        clues.append(f"the worker kept {worker_cores:.2f} cores busy (model: "
                      f"{row['usable_cores']:.2f} usable for the task)")
     if row.get("failed") or row.get("lost"):
         clues.append(f"{row['failed']} failed, {row['lost']} lost")
     return "; ".join(clues) or "no clue in the worker's figures"
 
 
-def _decided_by(choice: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], constraints: Constraints) -> str:
-    per_s = float(choice["measured_per_s"])
-    faster = [row for row in rows if (row.get("measured_per_s") or 0) > per_s]
+def _decided_by(choice: ProvedRow, rows: Sequence[ProvedRow], constraints: Constraints) -> str:
+    def measured(row: ProvedRow) -> float:
+        return row.get("measured_per_s") or 0.0
+
+    per_s = measured(choice)
+    faster = [row for row in rows if measured(row) > per_s]
     excluded = [row for row in faster if violation(row, "measured", constraints)]
     if excluded:
-        best = max(excluded, key=lambda row: row["measured_per_s"])
+        best = max(excluded, key=measured)
         return (f"{violation(best, 'measured', constraints)}: {_name(best)} did {best['measured_per_s']:g}/s "
                 f"but needed {best['measured_memory_mb']:g} MB, p95 {_ms(best['measured_p95_s'])}")
     if faster:
-        best = max(faster, key=lambda row: row["measured_per_s"])
+        best = max(faster, key=measured)
         return (f"memory: within {NEAR_BEST:.0%} of the best tasks/s ({_name(best)}, {best['measured_per_s']:g}/s) "
                 f"with {choice['measured_memory_mb']:g} MB instead of {best['measured_memory_mb']:g} MB")
     others = sorted((row for row in rows if row is not choice and row.get("measured_per_s")),
-                    key=lambda row: -row["measured_per_s"])
+                    key=lambda row: -measured(row))
     runner_up = f"; next {_name(others[0])} at {others[0]['measured_per_s']:g}/s" if others else ""
     return f"tasks/s: the most of the proved configurations ({per_s:g}/s{runner_up})"
 
 
-def _name(row: Mapping[str, Any]) -> str:
+def _name(row: Prediction) -> str:
     return f"{row['pool']} c={row['concurrency']}"
 
 
