@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from rich.console import Console
 from rich.table import Table
@@ -14,6 +14,7 @@ from config import Settings
 from config.pools import DEFAULT_POOLS
 from config.settings import STATE_FILE
 from experiments.environment import describe
+from experiments.schema import DemoRun, DemoSummary
 from producer.publish import SendPlan
 from producer.run import run
 from stack.launcher import Stack, running_stack
@@ -25,8 +26,12 @@ DEMO_TASKS = {"square": 150, "sleep": 200}
 # ~25 ms of CPU per square: long enough that Celery's own per-task work does not hide the GIL's effect.
 DEMO_PARAMS: dict[str, dict[str, Any]] = {"square": {"work": 300_000}, "sleep": WORKLOADS["sleep"].defaults()}
 
+Column = Literal["pool", "workload", "concurrency", "tasks", "completed", "failed", "lost", "throughput_per_s",
+                 "ideal_per_s", "efficiency", "worker_memory_mb"]  # the DemoRun fields the table shows
+TABLE_COLUMNS: tuple[Column, ...] = get_args(Column)
 
-def run_demo(settings: Settings, out: Path) -> dict[str, object]:
+
+def run_demo(settings: Settings, out: Path) -> DemoSummary:
     console = Console(width=None if sys.stdout.isatty() else 160)
     settings = settings.replace(concurrency={**settings.concurrency,
                                              **{pool: DEMO_CONCURRENCY for pool in DEFAULT_POOLS}})
@@ -37,7 +42,7 @@ def run_demo(settings: Settings, out: Path) -> dict[str, object]:
                 for workload in DEMO_TASKS for pool in DEFAULT_POOLS]
         with connections.redis_client(s.require_broker()) as client:
             environment = describe(s, client)
-    summary: dict[str, object] = {"environment": environment, "runs": runs}
+    summary: DemoSummary = {"environment": environment, "runs": runs}
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     console.print(demo_table(runs))
@@ -45,7 +50,7 @@ def run_demo(settings: Settings, out: Path) -> dict[str, object]:
     return summary
 
 
-def measure(stack: Stack, pool: str, workload: str, console: Console) -> dict[str, object]:
+def measure(stack: Stack, pool: str, workload: str, console: Console) -> DemoRun:
     """Send one burst to one pool, wait for it, and compare its drain rate with the ideal.
 
     The CPU ideal uses the CPU time the burst's own tasks took in the worker: this machine's
@@ -70,12 +75,10 @@ def measure(stack: Stack, pool: str, workload: str, console: Console) -> dict[st
     }  # fmt: skip
 
 
-def demo_table(runs: list[dict[str, object]]) -> Table:
+def demo_table(runs: list[DemoRun]) -> Table:
     table = Table(title="threads vs prefork (drain rate of a prefilled burst)")
-    columns = ("pool", "workload", "concurrency", "tasks", "completed", "failed", "lost",
-               "throughput_per_s", "ideal_per_s", "efficiency", "worker_memory_mb")
-    for column in columns:
+    for column in TABLE_COLUMNS:
         table.add_column(column.replace("_per_s", "/s").replace("_", " "), justify="right")
     for row in runs:
-        table.add_row(*(str(row[c]) for c in columns))
+        table.add_row(*(str(row[c]) for c in TABLE_COLUMNS))
     return table

@@ -341,3 +341,46 @@ class JudgedAdvice(Advice):
 
     recommendation: Recommendation
 
+
+# -- lab demo and lab soak: their summary.json ------------------------------------------------------
+
+class DemoRun(TypedDict):
+    pool: str
+    workload: str
+    concurrency: int
+    tasks: int
+    completed: int
+    failed: int
+    lost: int
+    throughput_per_s: float  # drain rate of the burst
+    ideal_per_s: float
+    efficiency: float | None
+    worker_memory_mb: float
+    task_cpu_ms: float
+
+
+class DemoSummary(TypedDict):
+    environment: dict[str, Any]  # experiments.environment.describe
+    runs: list[DemoRun]
+
+
+class SoakEvent(TypedDict):
+    at_s: float
+    event: str
+    ended: int | None  # tasks ended when it happened
+
+
+class SoakSummary(TypedDict):
+    sent: int
+    completed: int
+    failed: int
+    duplicated: int
+    queued: int
+    lost: int
+    elapsed_s: float
+    tasks_per_s: float
+    events: list[SoakEvent]
+    tasks_requested: int
+    square_work: int
+    visibility_timeout_s: int
+    concurrency: dict[str, int]

@@ -7,12 +7,12 @@ wording lives in `report.content`, and the verdicts in `report.verdicts`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, get_args
 
 from experiments.schema import CellResult, Results, WallRates
 
 Counted = Literal["sent", "completed", "failed", "queued", "lost", "duplicated"]
-COUNTED: tuple[Counted, ...] = ("sent", "completed", "failed", "queued", "lost", "duplicated")
+COUNTED: tuple[Counted, ...] = get_args(Counted)
 
 
 class Overhead(TypedDict):
