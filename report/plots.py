@@ -173,7 +173,7 @@ def _efficiency(cells: list[Cell], _verdict: str) -> Figure | None:
     for bound in (1 - MODEL_TOLERANCE, 1 + MODEL_TOLERANCE):  # a cell outside is a finding (report.verdicts)
         axes.axhline(bound, linestyle=":", color="gray",
                      label=f"model tolerance (±{MODEL_TOLERANCE:.0%})" if bound < 1 else None)
-    axes.set_ylim(0, max(1.1, *(num(c, "efficiency") for c in members)) * 1.05)
+    axes.set_ylim(0, max(1 + MODEL_TOLERANCE, *(num(c, "efficiency") for c in members)) * 1.1)
     axes.set_ylabel("measured / ideal")
     _log_x(axes, members)
     axes.legend(fontsize=8)
