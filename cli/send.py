@@ -16,7 +16,21 @@ from config import Settings
 from config.constants import EXIT_FAILURE, MAX_TASKS_PER_RUN
 from producer.publish import SendPlan, parse_pools
 from producer.run import run, summary_table
+from tasks import workloads
 from tasks.workloads import WORKLOADS, Param
+
+
+class WorkloadChoice(click.Choice):
+    """--task: one of the catalogue's workloads (listed in --help); otherwise the catalogue's own one line."""
+
+    def __init__(self) -> None:
+        super().__init__(tuple(WORKLOADS))
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return workloads.workload(value).name
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def _parameter_options() -> dict[str, Param]:
@@ -45,7 +59,7 @@ def with_parameter_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def chosen_parameters(workload: str, given: dict[str, Any]) -> dict[str, Any]:
     """The parameter options given on the command line; those of another workload are an error."""
     values = {name: value for name, value in given.items() if value is not None}
-    own = {param.name for param in WORKLOADS[workload].params} if workload in WORKLOADS else set(values)
+    own = {param.name for param in WORKLOADS[workload].params}
     stray = [PARAMETERS[name].option for name in values if name not in own]
     if stray:
         allowed = ", ".join(PARAMETERS[name].option for name in own) or "none"
@@ -54,7 +68,7 @@ def chosen_parameters(workload: str, given: dict[str, Any]) -> dict[str, Any]:
 
 
 @click.command()
-@click.option("--task", "workload", default="square", help=f"One of {', '.join(WORKLOADS)}.")
+@click.option("--task", "workload", type=WorkloadChoice(), default="square", help="The workload.")
 @click.option("-n", "--count", type=int, default=100, help=f"Tasks per pool (1..{MAX_TASKS_PER_RUN:,}).")
 @click.option("--pool", "pools", default="both", help="threads, prefork, both, all, or a comma-separated list.")
 @with_parameter_options

@@ -30,10 +30,11 @@ from rich.console import Console
 
 from config import Settings
 from config.settings import check_target_spec
-from experiments.advise_model import Constraints, Row, predict, predictions, shortlist
+from experiments.advise_model import Constraints, predict, predictions, shortlist
 from experiments.advise_profile import AdviseError, Profile, profile
 from experiments.measure import Context, measure_cell, run_repetition, worker_for
 from experiments.progress import CellProgress
+from experiments.schema import Advice, CalibratedPrediction, CellResult, Prediction, ProvedRow
 from experiments.spec import Arrival, Cell
 from experiments.summary import cell_result
 from experiments.targets import Target
@@ -41,7 +42,7 @@ from stack import processes
 from stack.latency_server import LatencyServer
 from stack.redis_server import RedisServer
 from tasks import connections
-from tasks.workloads import Costs, advised
+from tasks.workloads import Costs, Workload, advised
 
 REPETITIONS = 2
 MAX_TASKS = 20_000
@@ -86,7 +87,7 @@ def _json(text: str, option: str, kind: type) -> Any:
     return value
 
 
-def run_advice(settings: Settings, request: Request, run_dir: Path, console: Console) -> dict[str, Any]:
+def run_advice(settings: Settings, request: Request, run_dir: Path, console: Console) -> Advice:
     """Profile, predict, prove; the advice as one JSON-ready dict (judged by report.verdicts)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with LatencyServer(run_dir / "latency-server.log") as latency:
@@ -106,7 +107,7 @@ def run_advice(settings: Settings, request: Request, run_dir: Path, console: Con
                         "p95_ms": request.constraints.p95_s * 1000 if request.constraints.p95_s else None},
         "environment": {"cores": os.cpu_count(), "python": platform.python_version(),
                         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-        "profile": {**measured.as_dict(), "cores": os.cpu_count()},
+        "profile": measured.as_dict(os.cpu_count()),
         "predictions": rows,
         "proved": proved,
     }  # fmt: skip
@@ -125,12 +126,12 @@ def _advise_settings(settings: Settings, request: Request, latency: str, run_dir
                             queue_prefix=f"advise{int(time.time() * 1000) % 10**9:x}")
 
 
-def _prove(settings: Settings, request: Request, measured: Profile, chosen: list[Row], run_dir: Path,
-           latency: LatencyServer, console: Console) -> list[Row]:
+def _prove(settings: Settings, request: Request, measured: Profile, chosen: list[Prediction], run_dir: Path,
+           latency: LatencyServer, console: Console) -> list[ProvedRow]:
     """Each shortlisted configuration on a real worker: its measured row beside its prediction."""
     workload = advised(request.args, request.kwargs, Costs(cpu_s=measured.cpu_s, io_s=measured.io_s))
     cells = [_cell(number, row, workload, request.prove_s) for number, row in enumerate(chosen, 1)]
-    predicted = {cell.id: row for cell, row in zip(cells, chosen, strict=True)}
+    predicted: dict[str, Prediction] = {cell.id: row for cell, row in zip(cells, chosen, strict=True)}
     logs = run_dir / "logs"
     logs.mkdir(exist_ok=True)
     with _broker(settings, run_dir) as settings, \
@@ -143,14 +144,15 @@ def _prove(settings: Settings, request: Request, measured: Profile, chosen: list
             for cell in cells:
                 progress.start(cell)
                 with worker_for(ctx, cell, settings) as target:
-                    predicted[cell.id] = _calibrated(ctx, cell, target, measured, predicted[cell.id])
+                    calibrated = _calibrated(ctx, cell, target, measured, predicted[cell.id])
+                    predicted[cell.id] = calibrated
                     result = cell_result(measure_cell(ctx, cell, shared=target))
                 progress.finish(cell, result)
-                rows.append(_measured_row(predicted[cell.id], result, measured))
+                rows.append(_measured_row(calibrated, result, measured))
     return rows
 
 
-def _calibrated(ctx: Context, cell: Cell, target: Target, measured: Profile, row: Row) -> Row:
+def _calibrated(ctx: Context, cell: Cell, target: Target, measured: Profile, row: Prediction) -> CalibratedPrediction:
     """The prediction again, with the worker's own cost per task measured on this very worker.
 
     A burst of `noop` tasks (nothing to do: what is left is Celery's consumer, dispatch, ack and the
@@ -167,7 +169,7 @@ def _calibrated(ctx: Context, cell: Cell, target: Target, measured: Profile, row
     return {**again, "predicted_before_per_s": row["predicted_per_s"], "noop_per_s": round(rate, 1)}
 
 
-def _cell(number: int, row: Row, workload: Any, prove_s: float) -> Cell:
+def _cell(number: int, row: Prediction, workload: Workload, prove_s: float) -> Cell:
     """A prefilled burst lasting about `prove_s` at the predicted rate, in REPETITIONS repetitions."""
     per_rep = math.ceil(row["predicted_per_s"] * prove_s / REPETITIONS)
     tasks = min(MAX_TASKS, max(per_rep, 4 * row["concurrency"], 10))
@@ -175,7 +177,7 @@ def _cell(number: int, row: Row, workload: Any, prove_s: float) -> Cell:
                 params=(), tasks=tasks, repetitions=REPETITIONS, arrival=Arrival("prefill"), definition=workload)
 
 
-def _measured_row(row: Row, result: Any, measured: Profile) -> Row:
+def _measured_row(row: CalibratedPrediction, result: CellResult, measured: Profile) -> ProvedRow:
     """The prediction with what the worker did: tasks/s, p95 run time, memory, and the clues to a miss."""
     worker_cpu = result["task_cpu_s"]
     return {**row,

@@ -28,15 +28,15 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from config.pools import POOLS
-from experiments.advise_profile import Profile
+from experiments.advise_profile import Profile, fills_cores
+from experiments.schema import Prediction
 from tasks.workloads import model_per_s
 
 CANDIDATES: Final = {"threads": (1, 2, 4, 8, 16, 32, 64, 128), "prefork": (1, 2, 4, 8, 16, 32)}
 NEAR_BEST: Final = 0.10  # within 10 % of the best tasks/s, memory decides
 SHORTLIST: Final = 3
 
-Row = dict[str, Any]
-R = TypeVar("R", bound=Mapping[str, Any])
+R = TypeVar("R", bound=Mapping[str, Any])  # a Prediction, or a row proved on a worker (schema.ProvedRow)
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Constraints:
 
 
 def predict(profile: Profile, pool: str, concurrency: int, cores: int | None = None,
-            overhead_s: float | None = None) -> Row:
+            overhead_s: float | None = None) -> Prediction:
     """One configuration's predicted tasks/s, p95 run time and worker memory.
 
     `overhead_s`: the worker's own serial work per task, measured on that worker (lab advise's prove
@@ -82,12 +82,12 @@ def available_cores(profile: Profile) -> int:
     waits most of its time cannot show it (its processes could not fill the cores): all count then.
     """
     cores = os.cpu_count() or 1
-    if profile.threads * profile.busy_share < 0.9 * cores:
+    if not fills_cores(profile.threads, profile.busy_share, cores):
         return cores
     return max(1, min(cores, round(profile.process_cores)))
 
 
-def predictions(profile: Profile, cores: int | None = None) -> list[Row]:
+def predictions(profile: Profile, cores: int | None = None) -> list[Prediction]:
     return [predict(profile, pool, c, cores) for pool, levels in CANDIDATES.items() for c in levels]
 
 
@@ -118,10 +118,10 @@ def violation(row: Mapping[str, Any], basis: str, constraints: Constraints) -> s
     return constraints.violated(row.get(f"{basis}_memory_mb"), row.get(f"{basis}_p95_s"))
 
 
-def shortlist(rows: Sequence[Row], constraints: Constraints, size: int = SHORTLIST) -> list[Row]:
+def shortlist(rows: Sequence[R], constraints: Constraints, size: int = SHORTLIST) -> list[R]:
     """The configurations to prove: the best prediction, the best of each other pool, then the next best."""
     ranked = rank(rows, "predicted", constraints)
-    chosen: list[Row] = ranked[:1]
+    chosen: list[R] = ranked[:1]
     for row in ranked:
         if row["pool"] not in {c["pool"] for c in chosen}:
             chosen.append(row)

@@ -36,11 +36,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from config.errors import UserError
+from experiments.schema import AdviceProfile
 from tasks import advised
 
 MIN_GIL_PHASE_S = 1.5  # long enough for a few switch intervals and calls per thread
 MAX_THREADS = 64  # enough to saturate 2 cores with a task that waits 97 % of its time
 EXCERPT = 200
+FILLS_CORES = 0.9  # threads that ask for 90 % of the cores' CPU could have kept every core busy
 
 
 class AdviseError(UserError, RuntimeError):
@@ -69,9 +71,24 @@ class Profile:
     def busy_share(self) -> float:
         return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
 
-    def as_dict(self) -> dict[str, Any]:
-        return {name: round(value, 6) if isinstance(value, float) else value
-                for name, value in self.__dict__.items()} | {"busy_share": round(self.busy_share, 4)}
+    def as_dict(self, cores: int | None) -> AdviceProfile:
+        """As advice.json keeps it (figures to 6 digits), with the machine's cores."""
+        return {"calls": self.calls, "wall_s": round(self.wall_s, 6), "cpu_s": round(self.cpu_s, 6),
+                "io_s": round(self.io_s, 6), "wall_p95_s": round(self.wall_p95_s, 6), "peak_mb": round(self.peak_mb, 6),
+                "import_mb": round(self.import_mb, 6), "threads": self.threads,
+                "gil_phase_per_s": round(self.gil_phase_per_s, 6), "gil_cores": round(self.gil_cores, 6),
+                "gil_share": round(self.gil_share, 6), "gil_measured": self.gil_measured,
+                "process_cores": round(self.process_cores, 6), "busy_share": round(self.busy_share, 4), "cores": cores}
+
+
+def fills_cores(threads: int, busy_share: float, cores: int) -> bool:
+    """Whether the profile's threads, each busy `busy_share` of its time, asked for (nearly) every core.
+
+    Only then does what they and the processes delivered say something about the cores: fewer than
+    asked means another program had the rest (advise_model.available_cores), and a GIL share that
+    could not be measured is blamed on busy cores rather than on the task's waiting (report.advise).
+    """
+    return threads * busy_share >= FILLS_CORES * cores
 
 
 def gil_share(delivered_cores: float, parallel: float) -> float:

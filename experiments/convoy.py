@@ -21,6 +21,7 @@ from pathlib import Path
 from rich.console import Console
 
 from config import Settings
+from config.pools import DEFAULT_POOLS
 from experiments.schema import ConvoyPoint
 from producer.publish import SendPlan, publish
 from stack.workers import Worker
@@ -31,13 +32,12 @@ IO_MS, CPU_MS = 5.0, 50.0
 IO_TASK = {"cpu_ms": 0.0, "io_ms": IO_MS, "io": "socket"}
 CPU_TASK = {"cpu_ms": CPU_MS, "io_ms": 0.0, "io": "socket"}
 SHARES = (0.0, 0.1, 0.3, 0.5)
-POOLS = ("threads", "prefork")
 CONCURRENCY = 8
 RATE_PER_S = 20.0  # at 50 % CPU tasks: 0.5 cores of demand, under the one core threads have
 SECONDS = 15.0
 
 
-def run_convoy(settings: Settings, log_dir: Path, console: Console, pools: Sequence[str] = POOLS,
+def run_convoy(settings: Settings, log_dir: Path, console: Console, pools: Sequence[str] = DEFAULT_POOLS,
                shares: Sequence[float] = SHARES, seconds: float = SECONDS) -> list[ConvoyPoint]:
     """Every pool at every CPU share; one worker per pool, kept for all its shares."""
     points: list[ConvoyPoint] = []

@@ -24,9 +24,11 @@ from experiments.stats import Spread
 from producer.publish import SendPlan, publish
 from tasks.connections import client_app
 from tasks.ledger import run_headers
+from tasks.workloads import WORKLOADS
 
 USED_BY_RUNNER = "batch"
 BENCH_POOL = "threads"
+BENCH_TASK = WORKLOADS["noop"]  # the cheapest message: what is measured is the producer
 
 
 def run(settings: Settings, client: redis.Redis, bench: EnqueueBench) -> EnqueueResult:
@@ -63,18 +65,19 @@ def _rates(spread: Spread) -> EnqueueRates:
 def _apply_async(settings: Settings, count: int) -> float:
     with client_app(settings) as app:
         queue = settings.queue_for(BENCH_POOL)
-        app.send_task("tasks.noop", queue=queue)  # connect before the clock starts
+        app.send_task(BENCH_TASK.task_name, queue=queue)  # connect before the clock starts
         headers = run_headers("enqueue-bench")
         started = time.perf_counter()
         for _ in range(count):
-            app.send_task("tasks.noop", queue=queue, headers=headers)
+            app.send_task(BENCH_TASK.task_name, queue=queue, headers=headers)
         return count / (time.perf_counter() - started)
 
 
 def _batch(settings: Settings, count: int) -> float:
     with client_app(settings) as app:
-        publish(app, settings, SendPlan("noop", 1, (BENCH_POOL,), run_id="enqueue-warmup"))
-        return publish(app, settings, SendPlan("noop", count, (BENCH_POOL,), run_id="enqueue-bench")).rate_per_s
+        publish(app, settings, SendPlan(BENCH_TASK.name, 1, (BENCH_POOL,), run_id="enqueue-warmup"))
+        plan = SendPlan(BENCH_TASK.name, count, (BENCH_POOL,), run_id="enqueue-bench")
+        return publish(app, settings, plan).rate_per_s
 
 
 def _processes(settings: Settings, count: int, workers: int) -> float:
@@ -102,8 +105,8 @@ def _processes(settings: Settings, count: int, workers: int) -> float:
 def _produce(settings: Settings, count: int, barrier: Any, results: Any) -> None:
     """In a child: connect, wait for the others, publish, report (start, end) wall-clock times."""
     with client_app(settings) as app:
-        publish(app, settings, SendPlan("noop", 1, (BENCH_POOL,), run_id="enqueue-warmup"))
+        publish(app, settings, SendPlan(BENCH_TASK.name, 1, (BENCH_POOL,), run_id="enqueue-warmup"))
         barrier.wait(timeout=60)
         started = time.time()
-        publish(app, settings, SendPlan("noop", count, (BENCH_POOL,), run_id=uuid.uuid4().hex[:12]))
+        publish(app, settings, SendPlan(BENCH_TASK.name, count, (BENCH_POOL,), run_id=uuid.uuid4().hex[:12]))
         results.put((started, time.time()))

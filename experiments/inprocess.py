@@ -17,25 +17,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 
 from experiments.schema import InProcessRow
 from tasks.work import square
 
 PATTERNS = ("threading.Thread", "ThreadPoolExecutor", "multiprocessing.Process", "ProcessPoolExecutor")
-
-
-@dataclass(frozen=True)
-class InProcessResult:
-    pattern: str
-    workers: int
-    tasks: int
-    throughput_per_s: float
-    throughput_min: float
-    throughput_max: float
-
-    def as_dict(self) -> InProcessRow:
-        return InProcessRow(**asdict(self))  # type: ignore[typeddict-item]
 
 
 def _run_slice(count: int, work: int) -> None:
@@ -82,7 +68,7 @@ RUNNERS: dict[str, Callable[[int, int, int], None]] = {
 }
 
 
-def measure(pattern: str, workers: int, tasks: int, work: int, repetitions: int = 3) -> InProcessResult:
+def measure(pattern: str, workers: int, tasks: int, work: int, repetitions: int = 3) -> InProcessRow:
     """Wall-clock throughput of `tasks` square calls, median and range over repetitions.
 
     Process start-up is inside the timing on purpose: it is part of what using
@@ -93,17 +79,18 @@ def measure(pattern: str, workers: int, tasks: int, work: int, repetitions: int 
         started = time.perf_counter()
         RUNNERS[pattern](tasks, workers, work)
         rates.append(tasks / (time.perf_counter() - started))
-    return InProcessResult(pattern, workers, tasks, statistics.median(rates), min(rates), max(rates))
+    return {"pattern": pattern, "workers": workers, "tasks": tasks, "throughput_per_s": statistics.median(rates),
+            "throughput_min": min(rates), "throughput_max": max(rates)}
 
 
-def sweep(workers: Sequence[int], tasks: int, work: int, repetitions: int = 3) -> list[InProcessResult]:
+def sweep(workers: Sequence[int], tasks: int, work: int, repetitions: int = 3) -> list[InProcessRow]:
     return [measure(pattern, n, tasks, work, repetitions) for pattern in PATTERNS for n in workers]
 
 
 def sweep_on(python: str, workers: Sequence[int], tasks: int, work: int, repetitions: int = 3) -> list[InProcessRow]:
     """The same sweep on another interpreter (the free-threaded one), in a process of its own."""
     code = (f"import json; from experiments.inprocess import sweep; "
-            f"print(json.dumps([r.as_dict() for r in sweep({list(workers)}, {tasks}, {work}, {repetitions})]))")
+            f"print(json.dumps(sweep({list(workers)}, {tasks}, {work}, {repetitions})))")
     return list(json.loads(_run_on(python, code)))
 
 

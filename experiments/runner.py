@@ -277,8 +277,7 @@ def _ideal_from(environment: dict[str, Any]) -> Callable[[Cell, int], float | No
     cpu = environment["task_cpu_s_before_run"]
 
     def ideal(cell: Cell, concurrency: int) -> float | None:
-        usable = POOLS[cell.pool].usable_cores(concurrency)
-        return cell.task.ideal_per_s(cell.param, concurrency, usable, cpu.get(call_label(cell.workload, cell.param)))
+        return cell.task.ideal_per_s(cell.param, cell.pool, concurrency, cpu.get(call_label(cell.workload, cell.param)))
 
     return ideal
 

@@ -260,3 +260,152 @@ class Verdict(TypedDict):
     unit: str
     detail: str
     interpreter: NotRequired[str]  # claim 1 is judged per interpreter
+
+
+# -- lab advise: advice.json (experiments.advise measures, report.advise judges and writes) ----------
+
+class AdviceConstraints(TypedDict):
+    max_memory_mb: float | None
+    p95_ms: float | None
+
+
+class AdviceEnvironment(TypedDict):
+    cores: int | None
+    python: str
+    measured_at: str  # UTC, ISO 8601
+
+
+class AdviceProfile(TypedDict):
+    """One call of the target, measured alone (experiments.advise_profile.Profile), and the machine's cores."""
+
+    calls: int
+    wall_s: float  # mean per call
+    cpu_s: float  # mean thread CPU per call
+    io_s: float  # mean wall - cpu: waiting
+    wall_p95_s: float
+    peak_mb: float
+    import_mb: float
+    threads: int  # threads the GIL phase ran
+    gil_phase_per_s: float
+    gil_cores: float
+    gil_share: float
+    gil_measured: bool
+    process_cores: float
+    busy_share: float  # cpu / wall
+    cores: int | None
+
+
+class Prediction(TypedDict):
+    """One pool x concurrency as the model predicts it (experiments.advise_model.predict)."""
+
+    pool: str
+    concurrency: int
+    usable_cores: float
+    overhead_ms: float  # the worker's own serial work per task the prediction assumed
+    predicted_per_s: float
+    predicted_p95_s: float
+    predicted_memory_mb: float
+
+
+class CalibratedPrediction(Prediction):
+    """The prediction again with the worker's own cost per task, measured on it just before (noop/s)."""
+
+    predicted_before_per_s: float  # the shortlist's prediction, with the pool's figure from config.pools
+    noop_per_s: float
+
+
+class ProvedRow(CalibratedPrediction):
+    """A shortlisted configuration proved on a real worker: its measurements beside its prediction."""
+
+    measured_per_s: float | None
+    measured_min: float | None
+    measured_max: float | None
+    measured_p95_s: float | None  # a task's run time in the worker
+    measured_memory_mb: float | None
+    efficiency: float | None  # measured / predicted
+    tasks: int
+    repetitions: int
+    completed: int
+    failed: int
+    lost: int
+    duplicated: int
+    healthy: bool
+    startup_s: float | None
+    worker_cpu_cores: float | None
+    task_cpu_s: float | None  # a task's CPU time in the worker
+    task_cpu_ratio: float | None  # that over the profile's
+    why_missed: NotRequired[str | None]  # report.verdicts.advice_miss_reason, when the model missed
+
+
+class Recommendation(TypedDict):
+    """The proved configuration to use (report.verdicts.recommend); pool None when none met the constraints."""
+
+    pool: str | None
+    concurrency: int | None
+    decided_by: str
+    prediction_holds: bool | None
+    miss: float | None  # measured / predicted - 1
+    predicted_choice: str | None  # what the predictions alone would have chosen
+    measured_per_s: NotRequired[float]
+    predicted_per_s: NotRequired[float]
+
+
+class Advice(TypedDict):
+    target: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    constraints: AdviceConstraints
+    environment: AdviceEnvironment
+    profile: AdviceProfile
+    predictions: list[Prediction]
+    proved: list[ProvedRow]
+
+
+class JudgedAdvice(Advice):
+    """advice.json as written: the advice with its recommendation."""
+
+    recommendation: Recommendation
+
+
+# -- lab demo and lab soak: their summary.json ------------------------------------------------------
+
+class DemoRun(TypedDict):
+    pool: str
+    workload: str
+    concurrency: int
+    tasks: int
+    completed: int
+    failed: int
+    lost: int
+    throughput_per_s: float  # drain rate of the burst
+    ideal_per_s: float
+    efficiency: float | None
+    worker_memory_mb: float
+    task_cpu_ms: float
+
+
+class DemoSummary(TypedDict):
+    environment: dict[str, Any]  # experiments.environment.describe
+    runs: list[DemoRun]
+
+
+class SoakEvent(TypedDict):
+    at_s: float
+    event: str
+    ended: int | None  # tasks ended when it happened
+
+
+class SoakSummary(TypedDict):
+    sent: int
+    completed: int
+    failed: int
+    duplicated: int
+    queued: int
+    lost: int
+    elapsed_s: float
+    tasks_per_s: float
+    events: list[SoakEvent]
+    tasks_requested: int
+    square_work: int
+    visibility_timeout_s: int
+    concurrency: dict[str, int]

@@ -20,11 +20,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from config import Settings
 from config.pools import DEFAULT_POOLS
+from experiments.schema import SoakEvent, SoakSummary
 from producer.publish import SendPlan, publish
 from stack.redis_server import RedisServer
 from stack.workers import Worker
 from tasks import connections
-from tasks.ledger import RunLedger
+from tasks.ledger import Accounting, RunLedger
 
 SQUARE_WORK = 1000  # ~0.1 ms of CPU: the soak measures the plumbing, not the workload
 VISIBILITY_TIMEOUT_S = 10
@@ -38,7 +39,7 @@ class Soak:
     run_dir: Path
     plans: list[SendPlan] = field(default_factory=list)
     workers: dict[str, Worker] = field(default_factory=dict)
-    events: list[dict[str, object]] = field(default_factory=list)
+    events: list[SoakEvent] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
     def start_worker(self, pool: str) -> None:
@@ -86,7 +87,7 @@ def restart_redis(soak: Soak, done: int) -> None:
     soak.note("redis restarted (AOF)", done)
 
 
-def drain(soak: Soak, total: int, progress: Progress) -> dict[str, object]:
+def drain(soak: Soak, total: int, progress: Progress) -> Accounting:
     """Wait for every task (breaking things on the way), then account for them by id."""
     bar = progress.add_task("done", total=total)
     breaker = chaos(soak, total)
@@ -100,10 +101,10 @@ def drain(soak: Soak, total: int, progress: Progress) -> dict[str, object]:
         ledger = RunLedger(client, soak.plans[0].run_id)
         ledger.wait(total, timeout=24 * 3600, on_progress=on_progress, queues=queues, stall_s=STALL_S, poll_s=0.5,
                     broker_patience_s=STALL_S)
-        return dict(ledger.account(total, queues).as_dict())
+        return ledger.account(total, queues)
 
 
-def run_soak(settings: Settings, tasks: int, out: Path) -> dict[str, object]:
+def run_soak(settings: Settings, tasks: int, out: Path) -> SoakSummary:
     console = Console()
     out.mkdir(parents=True, exist_ok=True)
     with RedisServer(out / "redis", appendonly=True) as redis_server:
@@ -123,15 +124,19 @@ def run_soak(settings: Settings, tasks: int, out: Path) -> dict[str, object]:
                 # parent-death signal fires when the *thread* that started them ends.
                 sender = threading.Thread(target=send_all, args=(soak, progress, sending))
                 sender.start()
-                summary = drain(soak, total, progress)
+                accounting = drain(soak, total, progress)
                 sender.join()
             elapsed = time.monotonic() - soak.started
         finally:
             for worker in soak.workers.values():
                 worker.stop(grace=30)
-    summary.update(elapsed_s=round(elapsed, 2), tasks_per_s=round(total / elapsed, 1), events=soak.events,
-                   tasks_requested=tasks, square_work=SQUARE_WORK, visibility_timeout_s=VISIBILITY_TIMEOUT_S,
-                   concurrency={pool: settings.concurrency_for(pool) for pool in DEFAULT_POOLS})
+    summary: SoakSummary = {
+        "sent": accounting.sent, "completed": accounting.completed, "failed": accounting.failed,
+        "duplicated": accounting.duplicated, "queued": accounting.queued, "lost": accounting.lost,
+        "elapsed_s": round(elapsed, 2), "tasks_per_s": round(total / elapsed, 1), "events": soak.events,
+        "tasks_requested": tasks, "square_work": SQUARE_WORK, "visibility_timeout_s": VISIBILITY_TIMEOUT_S,
+        "concurrency": {pool: settings.concurrency_for(pool) for pool in DEFAULT_POOLS},
+    }  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     console.print_json(data={k: v for k, v in summary.items() if k != "events"})
     return summary

@@ -21,7 +21,7 @@ from typing import Any
 from config import Settings
 from config.constants import MAX_TASKS_PER_RUN
 from config.errors import UserError
-from config.pools import POOL_NAMES, POOLS
+from config.pools import POOL_NAMES
 from tasks.workloads import WORKLOADS, Workload, call_label
 
 ARRIVALS = ("prefill", "burst", "rate")
@@ -255,7 +255,7 @@ def _model_ideal(block: Mapping[str, Any], pool: str, concurrency: int, where: s
     """The model's ideal for a block's workload, known before the run (no measured CPU needed)."""
     workload = WORKLOADS[block["workload"]]
     params = workload.validate(block.get("params", {}))
-    ideal = workload.ideal_per_s(params, concurrency, POOLS[pool].usable_cores(concurrency))
+    ideal = workload.ideal_per_s(params, pool, concurrency)
     if ideal is None or not math.isfinite(ideal):
         raise SpecError(f"{where}: duration and load_base need a workload whose cost the model knows "
                         f"(mixed, sleep), not {workload.name}")

@@ -24,13 +24,14 @@ from experiments.schema import CellResult, FlowerChecks, Percentiles, RedisCalls
 from experiments.stats import Spread
 from tasks.histogram import Histogram
 from tasks.ledger import Timings
+from tasks.workloads import efficiency
 
 
 def cell_result(run: CellRun) -> CellResult:
     cell, reps = run.cell, run.repetitions
     throughput = Spread.of([_throughput(rep) for rep in reps])
     ideals = [_ideal(run, rep) for rep in reps]
-    efficiencies = [_throughput(rep) / ideal for rep, ideal in zip(reps, ideals, strict=True) if ideal]
+    efficiencies = [efficiency(_throughput(rep), ideal) for rep, ideal in zip(reps, ideals, strict=True) if ideal]
     wall = Spread.of([rep.wall_per_s for rep in reps])
     timings = merged(rep.timings for rep in reps)
     everything = [*reps, *run.untimed]
@@ -77,7 +78,7 @@ def cell_result(run: CellRun) -> CellResult:
         "others_cores": _round(_median(rep.others_cores for rep in reps), 3),
         "task_cpu_s": _round(_median(rep.timings.mean_task_cpu_s() for rep in reps), 6),
         "ideal_before_run_per_s": _round(run.ideal_per_s),
-        "efficiency_before_run": _round(throughput.median / run.ideal_per_s if run.ideal_per_s else None, 4),
+        "efficiency_before_run": _round(efficiency(throughput.median, run.ideal_per_s), 4),
         "efficiency_runs": [_round(e, 4) for e in efficiencies],
         "queue_wait": _percentiles(timings.queue_wait),
         "run_time": _percentiles(timings.run_time),
@@ -129,7 +130,7 @@ def _ideal(run: CellRun, rep: Repetition) -> float | None:
     if not run.cell.needs_measured_cpu or not rep.timings.count or not cpu > 0:
         return run.ideal_per_s
     concurrency = run.target.concurrency
-    ideal = run.cell.task.ideal_per_s(run.cell.param, concurrency, POOLS[run.cell.pool].usable_cores(concurrency), cpu)
+    ideal = run.cell.task.ideal_per_s(run.cell.param, run.cell.pool, concurrency, cpu)
     if ideal is None:
         return None
     return min(ideal, run.rate_per_s) if run.rate_per_s else ideal

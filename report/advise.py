@@ -9,44 +9,30 @@ with the pool's figure from config.pools, is `predicted_before_per_s` in the JSO
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from experiments.advise_model import Constraints
-from report.verdicts import ADVICE_TOLERANCE, model_missed, recommend
+from experiments.advise_profile import fills_cores
+from experiments.schema import Advice, AdviceProfile, JudgedAdvice, ProvedRow, Recommendation
+from report.verdicts import ADVICE_TOLERANCE, advice_miss_reason, model_missed, recommend
 
 COLUMNS = ("pool", "c", "noop/s", "tasks/s pred", "tasks/s meas (min–max)", "meas/pred", "p95 pred", "p95 meas",
            "MB pred", "MB meas", "lost")
 
 
-def judge(advice: dict[str, Any]) -> dict[str, Any]:
+def judge(advice: Advice) -> JudgedAdvice:
     """The advice with its recommendation (report.verdicts) and, per missed row, the clues to why."""
     limits = advice["constraints"]
     constraints = Constraints(limits["max_memory_mb"], limits["p95_ms"] / 1000 if limits["p95_ms"] else None)
     for row in advice["proved"]:
-        row["why_missed"] = why_missed(row, advice["profile"]) if model_missed(row) else None
+        row["why_missed"] = advice_miss_reason(row, advice["profile"]) if model_missed(row) else None
     return {**advice, "recommendation": recommend(advice["proved"], constraints)}
 
 
-def why_missed(row: Mapping[str, Any], profile: Mapping[str, Any]) -> str:
-    """What the worker did differently from the profile: its tasks' CPU, its cores, lost or failed tasks."""
-    clues = []
-    if row.get("task_cpu_ratio") and abs(row["task_cpu_ratio"] - 1) > 0.1:
-        clues.append(f"a task took {row['task_cpu_ratio']:.2f}x its profiled CPU in the worker "
-                     f"({row['task_cpu_s'] * 1000:.1f} vs {profile['cpu_s'] * 1000:.1f} ms)")
-    if row.get("worker_cpu_cores") is not None:
-        clues.append(f"the worker kept {row['worker_cpu_cores']:.2f} cores busy (model: "
-                     f"{row['usable_cores']:.2f} usable for the task)")
-    if row.get("failed") or row.get("lost"):
-        clues.append(f"{row['failed']} failed, {row['lost']} lost")
-    return "; ".join(clues) or "no clue in the worker's figures"
-
-
-def rows_text(row: Mapping[str, Any]) -> list[str]:
+def rows_text(row: ProvedRow) -> list[str]:
     efficiency = row.get("efficiency")
     return [row["pool"], str(row["concurrency"]), _num(row.get("noop_per_s")), _num(row["predicted_per_s"]),
             f"{_num(row['measured_per_s'])} ({_num(row['measured_min'])}–{_num(row['measured_max'])})",
@@ -55,7 +41,7 @@ def rows_text(row: Mapping[str, Any]) -> list[str]:
             _num(row["predicted_memory_mb"]), _num(row["measured_memory_mb"]), str(row["lost"])]
 
 
-def markdown(advice: Mapping[str, Any]) -> str:
+def markdown(advice: JudgedAdvice) -> str:
     """The table and the verdict as markdown (README, docs, the run directory's advice.md)."""
     lines = [f"`lab advise {advice['target']}`: {profile_line(advice['profile'])}", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * 2 + "---:|" * (len(COLUMNS) - 2)]
@@ -66,12 +52,12 @@ def markdown(advice: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def profile_line(profile: Mapping[str, Any]) -> str:
+def profile_line(profile: AdviceProfile) -> str:
     delivered = (f"{profile['threads']} threads in-process delivered {profile['gil_cores']:.2f} cores' worth of its "
                  f"CPU, as many processes {profile['process_cores']:.2f}")
     if profile["gil_measured"]:
         gil = f"GIL-holding share {profile['gil_share']:.2f} ({delivered})"
-    elif profile["threads"] * profile["busy_share"] >= 0.9 * (profile.get("cores") or 1):
+    elif fills_cores(profile["threads"], profile["busy_share"], profile.get("cores") or 1):
         gil = f"GIL share not measurable: the cores were busy with something else ({delivered}); assumed 1"
     else:
         gil = f"GIL share not measurable: it waits {1 - profile['busy_share']:.1%} of its time; assumed 1"
@@ -80,7 +66,7 @@ def profile_line(profile: Mapping[str, Any]) -> str:
             f"peak {profile['peak_mb']:.1f} MB, import {profile['import_mb']:.1f} MB; {gil}")
 
 
-def verdict_line(recommendation: Mapping[str, Any]) -> str:
+def verdict_line(recommendation: Recommendation) -> str:
     if recommendation["pool"] is None:
         return f"**No recommendation**: {recommendation['decided_by']}."
     holds = "within" if recommendation["prediction_holds"] else "NOT within"
@@ -92,7 +78,7 @@ def verdict_line(recommendation: Mapping[str, Any]) -> str:
             f"{ADVICE_TOLERANCE:.0%} of the prediction.")
 
 
-def finish(advice: dict[str, Any], run_dir: Path, json_out: Path | None, console: Console) -> dict[str, Any]:
+def finish(advice: Advice, run_dir: Path, json_out: Path | None, console: Console) -> JudgedAdvice:
     """Judge, print the table, write advice.json and advice.md (and --json); the judged advice."""
     judged = judge(advice)
     table = Table(title=f"lab advise {advice['target']}")

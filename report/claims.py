@@ -12,7 +12,7 @@ from experiments.claims.run import load_run
 from experiments.schema import CellResult, Results, SideResults, Verdict
 from report import html, markdown, verdicts
 from report.document import Block, Bullets, Heading, Image, Paragraph, Table
-from report.plots import COLOURS, label_of, num
+from report.plots import COLOURS, Measure, label_of, num
 
 Cells = list[CellResult]
 STATEMENTS = {
@@ -25,7 +25,7 @@ STATEMENTS = {
 }
 
 
-def _series_plot(cells: Cells, label: str, field: str, title: str, ylabel: str, ideal: bool = False) -> Figure:
+def _series_plot(cells: Cells, label: str, field: Measure, title: str, ylabel: str, ideal: bool = False) -> Figure:
     figure = Figure(figsize=(6.5, 4))
     axes = figure.subplots()
     pools = sorted({c["pool"] for c in cells if c["label"] == label})

@@ -111,7 +111,7 @@ def _model_section(cells: list[CellResult]) -> list[Block]:
             f"observed over what they asked for. A cell further than {verdicts.MODEL_TOLERANCE:.0%} from its model "
             f"is a finding, not noise.")
     found = [f"{WARN} `{c['id']}`: {_pct(c['efficiency'])} of the model ({_num(c['throughput_per_s'])}/s against "
-             f"{_num(c['ideal_per_s'])}/s): {_miss_reason(c)}" for c in misses] or \
+             f"{_num(c['ideal_per_s'])}/s): {verdicts.miss_reason(c)}" for c in misses] or \
         [f"Every cell is within {verdicts.MODEL_TOLERANCE:.0%} of its model."]
     return [Heading("The model beside every measurement"), Paragraph(text),
             Table(("cell", "c", "U", "cpu s", "io s", "model /s", "measured /s", "eff.", "I/O inflation"), rows),
@@ -128,22 +128,6 @@ def _io_requested(cell: CellResult) -> str:
 def _inflation(cell: CellResult) -> str:
     value = cell.get("io_inflation")
     return "-" if value is None else f"{value:.2f}x"
-
-
-def _miss_reason(cell: CellResult) -> str:
-    """What the data says about a miss: the waiting grew, the cores were short, or per-task overhead."""
-    inflation = cell.get("io_inflation")
-    if cell["efficiency"] is not None and cell["efficiency"] > 1 + verdicts.MODEL_TOLERANCE:
-        return "faster than the model: its inputs (task CPU time, cores) were underestimated"
-    if inflation is not None and inflation > 1 + verdicts.MODEL_TOLERANCE:
-        return (f"the tasks' waiting grew {inflation:.2f}x: after its I/O a thread waits for the GIL "
-                f"(the convoy effect, bpo-7946)")
-    if cell["cpu_cores"] is not None and cell["cpu_cores"] < 0.85 * cell.get("usable_cores", 1):
-        others = cell.get("others_cores")
-        busy = f"; {others:.2f} cores were busy outside it" if others is not None else ""
-        return (f"the worker kept only {cell['cpu_cores']:.2f} cores busy of the {cell.get('usable_cores')} the "
-                f"model counts on (a busy machine, or Celery's own per-task work{busy})")
-    return "Celery's own per-task work, which the model leaves out, is a large part of a task this short"
 
 
 def _latency_section(cells: list[CellResult]) -> list[Block]:
@@ -183,17 +167,20 @@ def _overhead_section(cells: list[CellResult]) -> list[Block]:
     if not pairs:
         return [Heading("Harness overhead"), Paragraph("Not measured: no cell has a twin with timing off.")]
     rows = tuple((p["on"]["id"], _num(p["on"]["wall_per_s"]), _num(p["off"]["wall_per_s"]), f"{p['overhead']:+.1%}",
-                  _pair_spread(p["runs"]), "yes" if p["overhead"] <= 0.05 else f"{WARN} no") for p in pairs)
+                  _pair_spread(p["runs"]), "yes" if verdicts.within_overhead_goal(p["overhead"]) else f"{WARN} no")
+                 for p in pairs)
+    goal = f"{verdicts.HARNESS_OVERHEAD_GOAL * 100:g} %"
     text = ("The same cell with the timing instrumentation on (ledger: counts, per-task id, timing line) and off "
             "(counts only), compared by wall-clock rate (resume → last task seen ended). A paired cell alternates "
             "on and off repetitions on one worker (on-off, off-on, ...), so the machine's drift cancels: the "
-            "overhead is the median of the pairs, with their range. Goal: at most 5 %.")
+            f"overhead is the median of the pairs, with their range. Goal: at most {goal}.")
     return [Heading("Harness overhead"), Paragraph(text),
-            Table(("cell", "timing on /s", "timing off /s", "overhead", "pairs (min–max)", "≤ 5 %"), rows)]
+            Table(("cell", "timing on /s", "timing off /s", "overhead", "pairs (min–max)", f"≤ {goal}"), rows)]
 
 
-def _pair_spread(runs: list[float]) -> str:
-    return f"{min(runs):+.1%} – {max(runs):+.1%} ({len(runs)})" if runs else "-"
+def _pair_spread(runs: list[float | None]) -> str:
+    values = [run for run in runs if run is not None]
+    return f"{min(values):+.1%} – {max(values):+.1%} ({len(runs)})" if values else "-"
 
 
 def _producer_section(results: Results) -> list[Block]:

@@ -6,36 +6,44 @@ wording lives in `report.content`, and the verdicts in `report.verdicts`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal, TypedDict, get_args
 
-from experiments.schema import Results
+from experiments.schema import CellResult, Results, WallRates
 
-Cell = Mapping[str, Any]  # a CellResult, or a part of one in tests
+Counted = Literal["sent", "completed", "failed", "queued", "lost", "duplicated"]
+COUNTED: tuple[Counted, ...] = get_args(Counted)
 
 
-def accounting(cells: Sequence[Cell]) -> dict[str, int]:
-    keys = ("sent", "completed", "failed", "queued", "lost", "duplicated")
-    totals = {key: sum(c[key] for c in cells) for key in keys}
+class Overhead(TypedDict):
+    on: CellResult
+    off: CellResult | WallRates  # the twin cell, or a paired cell's untimed repetitions
+    overhead: float | None
+    runs: list[float | None]
+
+
+def accounting(cells: Sequence[CellResult]) -> dict[str, int]:
+    totals: dict[str, int] = {key: sum(c[key] for c in cells) for key in COUNTED}
     totals["unhealthy_cells"] = sum(not c.get("healthy", True) for c in cells)
     return totals
 
 
-def overheads(cells: Sequence[Cell]) -> list[dict[str, Any]]:
+def overheads(cells: Sequence[CellResult]) -> list[Overhead]:
     """Timing on vs off by wall-clock rate: paired cells (`timing = "paired"`), or twin cells.
 
     A paired cell alternates timed and untimed repetitions on one worker; its overhead is the
     median of the pairs' differences, `runs` their spread. Twin cells (one with `timing = false`)
     ran minutes apart and compare medians.
     """
-    def shape(c: Cell) -> tuple[Any, ...]:
+    def shape(c: CellResult) -> tuple[Any, ...]:
         return (c["label"], c["pool"], c["workload"], c["concurrency"], c["tasks"], str(c["params"]), c["arrival"])
 
     off = {shape(c): c for c in cells if not c["timing"]}
-    rows = []
+    rows: list[Overhead] = []
     for on in cells:
-        if on.get("untimed"):
-            rows.append({"on": on, "off": on["untimed"], "overhead": on["overhead"], "runs": on["overhead_runs"]})
+        untimed = on.get("untimed")
+        if untimed:
+            rows.append({"on": on, "off": untimed, "overhead": on.get("overhead"), "runs": on.get("overhead_runs", [])})
             continue
         twin = off.get(shape(on)) if on["timing"] else None
         if twin and on["wall_per_s"] and twin["wall_per_s"]:
@@ -54,8 +62,8 @@ def producer_margin(results: Results) -> dict[str, Any] | None:
             "margin": used / fastest if fastest else None}  # fmt: skip
 
 
-def flower_checks(cells: Sequence[Cell]) -> dict[str, int] | None:
-    checked = [c["flower"] for c in cells if c.get("flower")]
+def flower_checks(cells: Sequence[CellResult]) -> dict[str, int] | None:
+    checked = [flower for c in cells if (flower := c.get("flower"))]
     if not checked:
         return None
     return {"runs": sum(f["checked"] for f in checked), "mismatches": sum(f["mismatches"] for f in checked)}

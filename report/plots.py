@@ -7,32 +7,38 @@ are drawn with a red cross, never left out.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from experiments.schema import CellResult
 from report.findings import overheads
-from tasks.workloads import call_label
+from report.verdicts import MODEL_TOLERANCE
+from tasks.workloads import WORKLOADS, call_label
 
 Cell = CellResult
 COLOURS = {"prefork": "tab:blue", "threads": "tab:orange", "gevent": "tab:green", "eventlet": "tab:purple",
            "threads-ft": "tab:red", "prefork-ft": "tab:cyan",
            "solo": "tab:gray"}  # fmt: skip
-MARKERS = {"square": "o", "sleep": "s", "noop": "^"}
+MARKERS = dict(zip(WORKLOADS, itertools.cycle("os^DvP*X"), strict=False))  # one per workload of the catalogue
 
 
-def num(cell: Mapping[str, Any], field: str) -> float:
+Measure = Literal["throughput_per_s", "throughput_min", "throughput_max", "ideal_per_s", "efficiency",
+                  "worker_memory_mb", "startup_s"]  # the cell figures plots draw
+
+
+def num(cell: Cell, field: Measure) -> float:
     """A numeric field of a cell as a float (None, for a cell that did not measure it, as 0)."""
     return float(cell[field] or 0.0)
 
 
-def label_of(cell: Mapping[str, Any]) -> str:
+def label_of(cell: Cell) -> str:
     """The pool as reports name it: `threads@3.13t` for one that ran on a free-threaded Python."""
     return str(cell.get("pool_label") or cell["pool"])
 
@@ -58,7 +64,8 @@ def write_all(cells: list[Cell], out: Path, verdict: str) -> list[tuple[str, str
     made: list[tuple[str, str]] = []
     for name, caption, draw in (
         ("throughput.png", "Throughput vs concurrency per pool, with the ideal (dashed)", _throughput),
-        ("efficiency.png", "Efficiency (measured / ideal) vs concurrency; the 90 % goal dotted", _efficiency),
+        ("efficiency.png", f"Efficiency (measured / ideal) vs concurrency; the model's tolerance "
+                           f"(±{MODEL_TOLERANCE:.0%}) dotted", _efficiency),
         ("memory.png", "Worker memory (USS of parent + children) vs concurrency", _memory),
         ("latency.png", "End-to-end and run-time latency percentiles per cell", _latency),
         ("overhead.png", "Harness overhead: the same cell with the timing instrumentation on and off", _overhead),
@@ -77,10 +84,10 @@ def _by_group(cells: Iterable[Cell]) -> dict[str, list[Cell]]:
     return dict(groups)
 
 
-def _series(cells: Iterable[Cell], field: str) -> dict[str, list[Cell]]:
+def _series(cells: Iterable[Cell], field: Measure) -> dict[str, list[Cell]]:
     series: dict[str, list[Cell]] = defaultdict(list)
     for cell in sorted(cells, key=lambda c: c["concurrency"]):
-        if dict(cell).get(field) is not None:
+        if cell.get(field) is not None:
             series[cell["pool"]].append(cell)
     return dict(series)
 
@@ -93,8 +100,8 @@ def _log_x(axes: Axes, cells: list[Cell]) -> None:
     axes.set_xlabel("concurrency")
 
 
-def _mark_unhealthy(axes: Axes, cells: list[Cell], field: str) -> None:
-    bad = [c for c in cells if not c.get("healthy", True) and dict(c).get(field) is not None]
+def _mark_unhealthy(axes: Axes, cells: list[Cell], field: Measure) -> None:
+    bad = [c for c in cells if not c.get("healthy", True) and c.get(field) is not None]
     if bad:
         axes.scatter([c["concurrency"] for c in bad], [num(c, field) for c in bad], marker="x", s=120,
                      color="red", zorder=5, label="lost/duplicated tasks")  # fmt: skip
@@ -163,8 +170,10 @@ def _efficiency(cells: list[Cell], _verdict: str) -> Figure | None:
                       marker=MARKERS.get(series[0]["workload"], "o"), color=COLOURS.get(pool),
                       label=f"{label_of(series[0])} · {group}")  # fmt: skip
     _mark_unhealthy(axes, members, "efficiency")
-    axes.axhline(0.9, linestyle=":", color="gray")
-    axes.set_ylim(0, max(1.1, *(num(c, "efficiency") for c in members)) * 1.05)
+    for bound in (1 - MODEL_TOLERANCE, 1 + MODEL_TOLERANCE):  # a cell outside is a finding (report.verdicts)
+        axes.axhline(bound, linestyle=":", color="gray",
+                     label=f"model tolerance (±{MODEL_TOLERANCE:.0%})" if bound < 1 else None)
+    axes.set_ylim(0, max(1 + MODEL_TOLERANCE, *(num(c, "efficiency") for c in members)) * 1.1)
     axes.set_ylabel("measured / ideal")
     _log_x(axes, members)
     axes.legend(fontsize=8)
@@ -217,10 +226,11 @@ def _overhead(cells: list[Cell], _verdict: str) -> Figure | None:
     figure = Figure(figsize=(2.2 + 1.6 * len(pairs), 3.8), layout="constrained")
     axes = figure.add_subplot()
     for i, pair in enumerate(pairs):
-        for offset, (side, colour) in enumerate((("on", "tab:orange"), ("off", "tab:gray"))):
-            axes.bar(i + (offset - 0.5) * 0.38, pair[side]["wall_per_s"], width=0.38, color=colour,
+        rates = (pair["on"]["wall_per_s"] or 0.0, pair["off"]["wall_per_s"] or 0.0)
+        for offset, (side, rate, colour) in enumerate((("on", rates[0], "tab:orange"), ("off", rates[1], "tab:gray"))):
+            axes.bar(i + (offset - 0.5) * 0.38, rate, width=0.38, color=colour,
                      label=f"timing {side}" if i == 0 else None)  # fmt: skip
-        axes.annotate(f"{pair['overhead']:+.1%}", (i, max(pair["on"]["wall_per_s"], pair["off"]["wall_per_s"])),
+        axes.annotate(f"{pair['overhead']:+.1%}", (i, max(rates)),
                       textcoords="offset points", xytext=(0, 4), ha="center", fontsize=9)
     axes.set_xticks(range(len(pairs)), [p["on"]["id"] for p in pairs], fontsize=7)
     axes.set_ylabel("tasks / s (wall clock, median)")

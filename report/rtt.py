@@ -22,7 +22,7 @@ from experiments.schema import CellResult, Results
 from report.document import Block, Bullets, Heading, Image, Paragraph, Table
 from report.plots import COLOURS, label_of
 from report.verdicts import MODEL_TOLERANCE, misses_model
-from tasks.workloads import broker_bound_per_s, call_label
+from tasks.workloads import broker_bound_per_s, call_label, efficiency
 
 PLOT = "rtt-throughput.png"
 PREFETCH_STYLES = {1: ":", 4: "-", 16: "-."}
@@ -34,7 +34,7 @@ def delayed(results: Results) -> bool:
     return "delay" in results and any("rtt_ms" in cell for cell in results["cells"])
 
 
-def _key(cell: Mapping[str, Any]) -> tuple[str, int | None]:
+def _key(cell: CellResult) -> tuple[str, int | None]:
     return label_of(cell), cell.get("prefetch_multiplier")
 
 
@@ -76,13 +76,13 @@ def rows(results: Results) -> list[Row]:
     for cell in cells:
         model = model_per_s(cell, direct, serial)
         measured = cell["throughput_per_s"]
-        efficiency = measured / model if measured is not None and model else None
+        measured_vs_model = efficiency(measured, model)
         out.append({
             "workload": call_label(cell["workload"], cell["params"]), "pool": label_of(cell),
             "prefetch": cell.get("prefetch_multiplier"), "rtt_ms": cell.get("rtt_ms") or 0.0,
             "concurrency": cell["concurrency"], "tasks_per_s": measured, "min": cell["throughput_min"],
-            "max": cell["throughput_max"], "model_per_s": model, "efficiency": efficiency,
-            "miss": misses_model(efficiency), "p99_s": cell["p99_s"],
+            "max": cell["throughput_max"], "model_per_s": model, "efficiency": measured_vs_model,
+            "miss": misses_model(measured_vs_model), "p99_s": cell["p99_s"],
             "relay_cpu_us_per_task": cell.get("relay_cpu_us_per_task"),
             "redis_cpu_us_per_task": cell.get("redis_cpu_us_per_task"), "healthy": cell["healthy"],
         })  # fmt: skip

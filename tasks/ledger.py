@@ -89,6 +89,15 @@ return times
 """
 
 
+# Every command the ledger sends, as Redis' INFO commandstats names them (a script's own calls are
+# counted there too, so the record is its EVALSHA plus what the script runs): the worker's record
+# (SCRIPT LOAD once per process), and the reader's polls, reads and accounting. redis_stats counts
+# them apart from Celery's traffic; tests/tasks/test_ledger.py checks the list against the server.
+RECORD_COMMANDS: Final = frozenset({"evalsha", "script|load", "hget", "hset", "hincrby", "rpush"})
+READ_COMMANDS: Final = frozenset({"hgetall", "hlen", "lpop", "lrange", "llen", "hmget", "hscan", "zcount", "del"})
+COMMANDS: Final = RECORD_COMMANDS | READ_COMMANDS
+
+
 def key(run_id: str, part: str) -> str:
     return f"{LEDGER_PREFIX}{run_id}:{part}"
 

@@ -22,18 +22,35 @@ import time
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery import Celery
 
 from tasks.connections import redis_client
 from tasks.work import check_seconds
 
 FAULTS_PREFIX = "lab:faults:"
+SPIN_TASK = "tasks.spin"
+HOLD_TASK = "tasks.hold"
+BUMP_TASK = "tasks.bump"
+CRASH_ONCE_TASK = "tasks.crash_once"
 _bumps: list[int] = []
 _bumps_lock = threading.Lock()
 
 
 def marks_key(tag: str, event: str) -> str:
     return f"{FAULTS_PREFIX}{tag}:{event}"
+
+
+def _mark(task_id: str, pid: int) -> str:
+    """One mark as `tasks.hold` writes it and `read_marks` reads it back."""
+    return f"{task_id} {pid}"
+
+
+def read_marks(client: redis.Redis, tag: str, event: str) -> list[tuple[str, int]]:
+    """(task id, pid) of every `tasks.hold` of `tag` that reached `event` ('started' or 'finished')."""
+    entries = client.lrange(marks_key(tag, event), 0, -1)
+    pairs = [(entry.decode() if isinstance(entry, bytes) else str(entry)).split() for entry in entries]
+    return [(task_id, int(pid)) for task_id, pid in pairs]
 
 
 def spin(seconds: float) -> int:
@@ -63,15 +80,15 @@ def crash_once(marker: str) -> str:
 
 def register(app: Celery) -> None:
     """Add the probe tasks to the worker's app (`tasks.celery_app`, when settings.probes)."""
-    app.task(name="tasks.spin")(spin)
-    app.task(name="tasks.bump")(bump)
-    app.task(name="tasks.crash_once")(crash_once)
+    app.task(name=SPIN_TASK)(spin)
+    app.task(name=BUMP_TASK)(bump)
+    app.task(name=CRASH_ONCE_TASK)(crash_once)
 
-    @app.task(name="tasks.hold", bind=True)
+    @app.task(name=HOLD_TASK, bind=True)
     def hold(self: Any, seconds: float = 1.0, tag: str = "default") -> dict[str, Any]:
         seconds = check_seconds("seconds", seconds)
         with redis_client(app.conf.lab_settings.require_broker(), timeout=10) as client:
-            client.rpush(marks_key(tag, "started"), f"{self.request.id} {os.getpid()}")
+            client.rpush(marks_key(tag, "started"), _mark(self.request.id, os.getpid()))
             time.sleep(seconds)
-            client.rpush(marks_key(tag, "finished"), f"{self.request.id} {os.getpid()}")
+            client.rpush(marks_key(tag, "finished"), _mark(self.request.id, os.getpid()))
         return {"pid": os.getpid(), "held": seconds}

@@ -57,6 +57,10 @@ end
 return false
 """
 
+# What a consumer sends Redis to take a message, as INFO commandstats names it: the wait, the
+# script's EVALSHA (SCRIPT LOAD once per channel) and the commands the script runs.
+TAKE_COMMANDS = frozenset({"blmove", "evalsha", "script|load", "rpop", "zadd", "hset"})
+
 
 class QoS(kombu_redis.QoS):
     """kombu's QoS without its second unacked record of a message the take script recorded already.

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from config.pools import POOLS
 from tasks import advised as advised_task
 from tasks import work
 
@@ -101,16 +102,17 @@ class Workload:
                 raise ValueError(str(exc)) from None
         return values
 
-    def ideal_per_s(self, params: Mapping[str, Any], concurrency: int, usable_cores: int,
+    def ideal_per_s(self, params: Mapping[str, Any], pool: str, concurrency: int,
                     task_cpu_s: float | None = None) -> float | None:
-        """The model's best throughput; None without a model or without the CPU time it needs."""
+        """The model's best throughput on `pool` (its usable cores: config.pools); None without a model
+        or without the CPU time it needs."""
         if self.costs is None:
             return None
         costs = self.costs(params)
         cpu = costs.cpu_s if costs.cpu_s is not None else task_cpu_s
         if cpu is None:
             return None
-        return model_per_s(concurrency, usable_cores, cpu, costs.io_s)
+        return model_per_s(concurrency, POOLS[pool].usable_cores(concurrency), cpu, costs.io_s)
 
 
 def model_per_s(concurrency: int, usable_cores: float, cpu_s: float, io_s: float, overhead_s: float = 0.0) -> float:
@@ -126,6 +128,13 @@ def model_per_s(concurrency: int, usable_cores: float, cpu_s: float, io_s: float
     if cpu_s > 0 or overhead_s > 0:
         bounds.append(1 / (cpu_s / usable_cores + overhead_s))
     return min(bounds) if bounds else math.inf
+
+
+def efficiency(measured_per_s: float | None, model_per_s: float | None) -> float | None:
+    """Measured over the model's ideal (1: the model exactly); None without both, or with a zero model."""
+    if measured_per_s is None or not model_per_s:
+        return None
+    return measured_per_s / model_per_s
 
 
 def broker_bound_per_s(direct_per_s: float, serial_round_trips: float, rtt_s: float) -> float:

@@ -118,3 +118,17 @@ def run_cli(settings: Settings) -> Callable[..., subprocess.CompletedProcess[str
         return result
 
     return run
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `pytest -n 2` (make test), keep the compose and the browser tests each on one worker.
+
+    The compose tests share the engine's images and each starts a whole stack (up to 8 containers
+    on 2 cores); two at once would measure the machine, not the lab. Everything else runs on
+    both workers: each has its own session Redis and latency server on free ports, and every
+    test its own queue prefix.
+    """
+    for item in items:
+        for group in ("compose", "monitoring"):
+            if item.get_closest_marker(group):
+                item.add_marker(pytest.mark.xdist_group(group))

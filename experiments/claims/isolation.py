@@ -15,7 +15,6 @@ Two small experiments on real workers:
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from config import Settings
@@ -23,7 +22,7 @@ from experiments.schema import CrashRow, SharedStateRow
 from producer.publish import SendPlan, publish
 from stack.processes import wait_until
 from stack.workers import Worker
-from tasks import connections, ledger
+from tasks import connections, ledger, probes
 from tasks.app import MAX_RESTORE_INTERVAL_S
 
 CRASH_VISIBILITY_TIMEOUT = 5
@@ -32,52 +31,25 @@ CRASH_VISIBILITY_TIMEOUT = 5
 RESTORE_INTERVAL_S = max(1, min(MAX_RESTORE_INTERVAL_S, CRASH_VISIBILITY_TIMEOUT // 5))
 
 
-@dataclass(frozen=True)
-class SharedState:
-    pool: str
-    tasks: int
-    processes_seen: int
-    largest_count_seen: int
-
-    @property
-    def shared(self) -> bool:
-        """One list for all tasks: one process, and the count reached every task."""
-        return self.processes_seen == 1 and self.largest_count_seen == self.tasks
-
-    def as_dict(self) -> SharedStateRow:
-        return {"pool": self.pool, "tasks": self.tasks, "processes_seen": self.processes_seen,
-                "largest_count_seen": self.largest_count_seen, "shared": self.shared}
-
-
 def shared_state(settings: Settings, run_dir: Path, pool: str, concurrency: int = 4,
-                 tasks: int = 40) -> SharedState:
+                 tasks: int = 40) -> SharedStateRow:
+    """`tasks` bumps on one worker: shared when there was one list for all of them (one process, and
+    the count reached every task)."""
     worker = Worker(settings, pool, concurrency, run_dir / f"shared-{pool}.log").start()
     try:
         with connections.client_app(settings) as app:
-            pending = [app.send_task("tasks.bump", queue=settings.queue_for(pool)) for _ in range(tasks)]
+            pending = [app.send_task(probes.BUMP_TASK, queue=settings.queue_for(pool)) for _ in range(tasks)]
             values = [result.get(timeout=60) for result in pending]
             pending.clear()  # results are released while their backend is still open
     finally:
         worker.stop()
-    return SharedState(pool, tasks, len({v["pid"] for v in values}), max(v["seen"] for v in values))
-
-
-@dataclass(frozen=True)
-class CrashLoss:
-    pool: str
-    acks_late: bool
-    tasks: int
-    completed: int
-    lost: int
-    worker_died: bool
-    seconds_to_recover: float
-
-    def as_dict(self) -> CrashRow:
-        return CrashRow(**asdict(self))  # type: ignore[typeddict-item]
+    processes, largest = len({v["pid"] for v in values}), max(v["seen"] for v in values)
+    return {"pool": pool, "tasks": tasks, "processes_seen": processes, "largest_count_seen": largest,
+            "shared": processes == 1 and largest == tasks}
 
 
 def crash_loss(settings: Settings, run_dir: Path, pool: str, acks_late: bool, concurrency: int = 4,
-               tasks: int = 40, seconds: float = 0.2) -> CrashLoss:
+               tasks: int = 40, seconds: float = 0.2) -> CrashRow:
     """Crash the interpreter mid-run; restart the worker if it died; count what never finished."""
     s = settings.replace(acks_late=acks_late, visibility_timeout=CRASH_VISIBILITY_TIMEOUT, results=False)
     log = run_dir / f"crash-{pool}-{'late' if acks_late else 'early'}.log"
@@ -88,7 +60,7 @@ def crash_loss(settings: Settings, run_dir: Path, pool: str, acks_late: bool, co
     rest = SendPlan("sleep", tasks - first.count, (pool,), {"seconds": seconds}, run_id=first.run_id)
     with connections.client_app(s) as app:
         publish(app, s, first)
-        app.send_task("tasks.crash_once", args=[str(marker)], queue=s.queue_for(pool),
+        app.send_task(probes.CRASH_ONCE_TASK, args=[str(marker)], queue=s.queue_for(pool),
                       headers=ledger.run_headers(first.run_id, timing=False))
         publish(app, s, rest)
     started = time.monotonic()
@@ -102,7 +74,8 @@ def crash_loss(settings: Settings, run_dir: Path, pool: str, acks_late: bool, co
         recovered = time.monotonic() - started
         worker.stop()
         accounting = run.account(tasks + 1, [s.queue_for(pool)])
-    return CrashLoss(pool, acks_late, tasks, accounting.completed, accounting.lost, died, recovered)
+    return {"pool": pool, "acks_late": acks_late, "tasks": tasks, "completed": accounting.completed,
+            "lost": accounting.lost, "worker_died": died, "seconds_to_recover": recovered}
 
 
 def _wait_for_exit(worker: Worker, timeout: float) -> bool:

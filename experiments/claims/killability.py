@@ -9,7 +9,6 @@ prefork the task ends early; on threads it runs to its own end.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +18,21 @@ from config import Settings
 from experiments.schema import StopAttemptRow
 from stack.processes import wait_until
 from stack.workers import Worker
-from tasks import connections, ledger
+from tasks import connections, ledger, probes
 
 RUNAWAY_S = 6.0
 LIMIT_S = 1
 
 
-@dataclass(frozen=True)
-class StopAttempt:
-    pool: str
-    method: str
-    reported_state: str
-    ran_s: float | None  # how long the task body ran, from the ledger; None if it never returned
+def killed(ran_s: float | None) -> bool:
+    """Stopped well before the loop's own end (a child killed mid-task may never report at all).
 
-    @property
-    def killed(self) -> bool:
-        """Stopped well before the loop's own end (a child killed mid-task may never report at all)."""
-        return self.ran_s is None or self.ran_s < RUNAWAY_S * 0.75
-
-    def as_dict(self) -> StopAttemptRow:
-        return {"pool": self.pool, "method": self.method, "reported_state": self.reported_state,
-                "ran_s": self.ran_s, "killed": self.killed}
+    `ran_s`: how long the task body ran, from the ledger; None if it never returned.
+    """
+    return ran_s is None or ran_s < RUNAWAY_S * 0.75
 
 
-def stop_runaway(settings: Settings, run_dir: Path, pool: str) -> list[StopAttempt]:
+def stop_runaway(settings: Settings, run_dir: Path, pool: str) -> list[StopAttemptRow]:
     """Try a time limit, then revoke(terminate=True), each against a fresh runaway task."""
     attempts = []
     for method in (f"time_limit={LIMIT_S}s", "revoke(terminate=True)"):
@@ -55,11 +45,11 @@ def stop_runaway(settings: Settings, run_dir: Path, pool: str) -> list[StopAttem
     return attempts
 
 
-def _attempt(app: Celery, settings: Settings, worker: Worker, method: str) -> StopAttempt:
+def _attempt(app: Celery, settings: Settings, worker: Worker, method: str) -> StopAttemptRow:
     """Send one runaway, stop it, and wait past its natural end to see whether it returned."""
     limit = {"time_limit": LIMIT_S} if method.startswith("time_limit") else {}
     run_id = uuid.uuid4().hex[:12]
-    result = app.send_task("tasks.spin", args=[RUNAWAY_S], queue=settings.queue_for(worker.pool),
+    result = app.send_task(probes.SPIN_TASK, args=[RUNAWAY_S], queue=settings.queue_for(worker.pool),
                            headers=ledger.run_headers(run_id), **limit)
     wait_until(lambda: _is_running(app, worker.name, result.id), 30, "the runaway task to start")
     if not limit:
@@ -69,7 +59,8 @@ def _attempt(app: Celery, settings: Settings, worker: Worker, method: str) -> St
         run.wait(1, timeout=RUNAWAY_S + 2, poll_s=0.1)
         run.drain_timings()
     ran = run.timings.run_time.high if run.timings.count else None  # a SIGTERMed child may still report
-    return StopAttempt(worker.pool, method, str(result.state), ran)
+    return {"pool": worker.pool, "method": method, "reported_state": str(result.state), "ran_s": ran,
+            "killed": killed(ran)}
 
 
 def _is_running(app: Celery, worker_name: str, task_id: str) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from config import Settings
@@ -31,24 +30,11 @@ PREFORK_C = 2
 SCENARIOS = ("threads alone", "prefork alone", "shared queue", "routed")
 
 
-@dataclass(frozen=True)
-class MixedRun:
-    scenario: str
-    tasks: int
-    completed: int
-    lost: int
-    throughput_per_s: float
-
-    def as_dict(self) -> RoutingRow:
-        return {"scenario": self.scenario, "tasks": self.tasks, "completed": self.completed, "lost": self.lost,
-                "throughput_per_s": self.throughput_per_s}
-
-
-def run_mixed(settings: Settings, run_dir: Path, tasks: int = TASKS) -> list[MixedRun]:
+def run_mixed(settings: Settings, run_dir: Path, tasks: int = TASKS) -> list[RoutingRow]:
     return [_scenario(settings, run_dir, scenario, tasks) for scenario in SCENARIOS]
 
 
-def _scenario(settings: Settings, run_dir: Path, scenario: str, tasks: int) -> MixedRun:
+def _scenario(settings: Settings, run_dir: Path, scenario: str, tasks: int) -> RoutingRow:
     """Where each workload is sent, and which workers consume which queues, per scenario."""
     threads_q, prefork_q = settings.queue_for("threads"), settings.queue_for("prefork")
     workers: dict[str, str] = {
@@ -69,7 +55,8 @@ def _scenario(settings: Settings, run_dir: Path, scenario: str, tasks: int) -> M
         run.wait(tasks, timeout=120, poll_s=0.1)
         run.drain_timings()
         accounting = run.account(tasks, [threads_q, prefork_q])
-    return MixedRun(scenario, tasks, accounting.completed, accounting.lost, run.timings.drain_rate())
+    return {"scenario": scenario, "tasks": tasks, "completed": accounting.completed, "lost": accounting.lost,
+            "throughput_per_s": run.timings.drain_rate()}
 
 
 def _interleaved(sleep_plan: SendPlan, square_plan: SendPlan) -> Sequence[SendPlan]:

@@ -11,17 +11,20 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from rich.console import Console
 
 from config import Settings
+from config.pools import DEFAULT_POOLS
 from experiments import inprocess, runner
 from experiments.claims import isolation, killability, routing
 from experiments.schema import Results, SideResults
 from stack.redis_server import RedisServer
 
 SIDE_FILE = "side.json"
+INPROCESS = ([1, 2, 4], 60, 400_000)  # the in-process patterns: workers, square calls, work per call
+T = TypeVar("T")
 
 
 def run_claims(settings: Settings, path: Path, base: Path, console: Console) -> tuple[Results, SideResults, Path]:
@@ -41,27 +44,40 @@ def side_experiments(settings: Settings, run_dir: Path, console: Console) -> Sid
     """
     logs = run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    steps: list[tuple[str, Callable[[Settings], Any]]] = [
-        ("inprocess", lambda s: [r.as_dict() for r in inprocess.sweep([1, 2, 4], 60, 400_000)]),
-        ("runaway", lambda s: [a.as_dict() for pool in ("threads", "prefork")
-                               for a in killability.stop_runaway(s.replace(results=True), logs, pool)]),
-        ("shared_state", lambda s: [isolation.shared_state(s.replace(results=True), logs, pool).as_dict()
-                                    for pool in ("threads", "prefork")]),
-        ("crash", lambda s: [isolation.crash_loss(s, logs, pool, late).as_dict()
-                             for pool in ("threads", "prefork") for late in (True, False)]),
-        ("mixed", lambda s: [m.as_dict() for m in routing.run_mixed(s, logs)]),
-    ]
-    if settings.freethreaded_python.is_file():  # claim 1's in-process patterns without the GIL too
-        python = str(settings.freethreaded_python)
-        steps.insert(1, ("inprocess_ft", lambda s: inprocess.sweep_on(python, [1, 2, 4], 60, 400_000)))
-        steps.insert(2, ("freethreaded_python", lambda s: inprocess.python_label(python)))
-    side: dict[str, Any] = {"cores": os.cpu_count() or 1}
+    python = str(settings.freethreaded_python) if settings.freethreaded_python.is_file() else None
+    step = _Steps(console, 7 if python else 5)
     with RedisServer(run_dir / "side-redis") as server:
-        side_settings = settings.replace(broker_url=server.url, probes=True)
-        for index, (name, step) in enumerate(steps, 1):
-            console.print(f"side experiment {index} of {len(steps)}: {name}")
-            side[name] = step(side_settings)
-    return side  # type: ignore[return-value]
+        s = settings.replace(broker_url=server.url, probes=True)
+        patterns = step("inprocess", lambda: inprocess.sweep(*INPROCESS))
+        if python:  # claim 1's in-process patterns without the GIL too
+            patterns_ft = step("inprocess_ft", lambda: inprocess.sweep_on(python, *INPROCESS))
+            label = step("freethreaded_python", lambda: inprocess.python_label(python))
+        side: SideResults = {
+            "cores": os.cpu_count() or 1,
+            "inprocess": patterns,
+            "runaway": step("runaway", lambda: [attempt for pool in DEFAULT_POOLS for attempt in
+                                                killability.stop_runaway(s.replace(results=True), logs, pool)]),
+            "shared_state": step("shared_state", lambda: [isolation.shared_state(s.replace(results=True), logs, pool)
+                                                          for pool in DEFAULT_POOLS]),
+            "crash": step("crash", lambda: [isolation.crash_loss(s, logs, pool, late)
+                                            for pool in DEFAULT_POOLS for late in (True, False)]),
+            "mixed": step("mixed", lambda: routing.run_mixed(s, logs)),
+        }
+    if python:
+        side["inprocess_ft"], side["freethreaded_python"] = patterns_ft, label
+    return side
+
+
+class _Steps:
+    """Runs the side experiments in order, saying which (`side experiment 2 of 5: runaway`)."""
+
+    def __init__(self, console: Console, total: int) -> None:
+        self.console, self.total, self.done = console, total, 0
+
+    def __call__(self, name: str, run: Callable[[], T]) -> T:
+        self.done += 1
+        self.console.print(f"side experiment {self.done} of {self.total}: {name}")
+        return run()
 
 
 def load_run(run_dir: Path) -> tuple[Results, SideResults]:

@@ -10,7 +10,6 @@ from celery import Celery
 from config import Settings
 from producer.publish import SendPlan, publish
 from tasks.ledger import Accounting, RunLedger
-from tasks.probes import marks_key
 
 # About 5 ms of CPU per task: 600 tasks take a few seconds on two cores.
 SMALL_WORK = 60_000
@@ -41,10 +40,3 @@ def report(acc: Accounting, what: str) -> str:
         line += f" (duplicates: {AT_LEAST_ONCE})"
     print(line)
     return line
-
-
-def marks(client: redis.Redis, tag: str, event: str) -> list[tuple[str, int]]:
-    """(task id, pid) of every `tasks.hold` that reached `event` ('started' or 'finished')."""
-    entries = client.lrange(marks_key(tag, event), 0, -1)
-    pairs = [entry.decode().split() for entry in entries]
-    return [(task_id, int(pid)) for task_id, pid in pairs]

@@ -19,7 +19,8 @@ from config import Settings
 from stack.processes import wait_until
 from stack.workers import Worker
 from tasks.ledger import RunLedger
-from tests.faults.ledgers import account, marks, report, send_squares
+from tasks.probes import read_marks
+from tests.faults.ledgers import account, report, send_squares
 
 TASKS = 600
 
@@ -58,15 +59,15 @@ def test_prefork_child_killed_mid_task_is_retried(
 ) -> None:
     worker = start_worker("prefork")
     result = app.send_task("tasks.hold", kwargs={"seconds": 1.5, "tag": "child"}, queue=settings.queue_for("prefork"))
-    wait_until(lambda: len(marks(redis_client, "child", "started")) == 1, 30, "the task started")
-    [(task_id, pid)] = marks(redis_client, "child", "started")
+    wait_until(lambda: len(read_marks(redis_client, "child", "started")) == 1, 30, "the task started")
+    [(task_id, pid)] = read_marks(redis_client, "child", "started")
     assert task_id == result.id and pid != worker.pid
     os.kill(pid, signal.SIGKILL)
 
     # WorkerLostError + task_reject_on_worker_lost: the message is requeued and runs again.
     assert result.get(timeout=30)["pid"] != pid
-    started = marks(redis_client, "child", "started")
+    started = read_marks(redis_client, "child", "started")
     assert [t for t, _ in started] == [task_id, task_id]
-    assert [t for t, _ in marks(redis_client, "child", "finished")] == [task_id]
+    assert [t for t, _ in read_marks(redis_client, "child", "finished")] == [task_id]
     assert result.state == "SUCCESS"
     assert worker.process is not None and worker.process.poll() is None

@@ -20,7 +20,7 @@ from config import Settings
 from config.pools import POOLS
 from stack.processes import wait_until
 from stack.workers import Worker
-from tests.faults.ledgers import marks
+from tasks.probes import read_marks
 
 RUNAWAY_S = 3.0
 LIMIT_S = 1
@@ -56,18 +56,18 @@ def test_revoke_with_terminate_stops_a_running_task_on_prefork_only(
 ) -> None:
     worker = start_worker(pool)
     result = app.send_task("tasks.hold", kwargs={"seconds": 2.0, "tag": pool}, queue=settings.queue_for(pool))
-    wait_until(lambda: len(marks(redis_client, pool, "started")) == 1, 30, f"hold on {pool}")
-    [(task_id, pid)] = marks(redis_client, pool, "started")
+    wait_until(lambda: len(read_marks(redis_client, pool, "started")) == 1, 30, f"hold on {pool}")
+    [(task_id, pid)] = read_marks(redis_client, pool, "started")
     app.control.revoke(result.id, terminate=True, signal="SIGKILL")
 
     if acts_on_processes(pool):  # the child running it was killed 2 s before the task would have ended
         assert pid != worker.pid
         wait_until(lambda: result.state == "REVOKED", 15, "the task revoked")
         wait_until(lambda: not psutil.pid_exists(pid), 15, "the child running it gone")
-        assert marks(redis_client, pool, "finished") == []  # and a dead process finishes nothing later
+        assert read_marks(redis_client, pool, "finished") == []  # and a dead process finishes nothing later
     else:  # the thread ran to its end, in the worker's own process (its state ends REVOKED or SUCCESS)
-        wait_until(lambda: marks(redis_client, pool, "finished") != [], 15, "the thread ran to its end")
-        assert marks(redis_client, pool, "finished") == [(task_id, worker.pid)]
+        wait_until(lambda: read_marks(redis_client, pool, "finished") != [], 15, "the thread ran to its end")
+        assert read_marks(redis_client, pool, "finished") == [(task_id, worker.pid)]
 
 
 def pids_of(app: Celery, settings: Settings, pool: str, count: int) -> set[int]:
@@ -104,5 +104,5 @@ def test_autoscale_grows_prefork_children_under_load(
     queue = settings.queue_for("prefork")
     results = [app.send_task("tasks.hold", kwargs={"seconds": 3.0, "tag": "scale"}, queue=queue) for _ in range(3)]
     wait_until(lambda: pool_processes(prefork) == 3, 20, "the pool grown to 3 processes")
-    wait_until(lambda: len(marks(redis_client, "scale", "started")) == 3, 20, "three tasks at once")
+    wait_until(lambda: len(read_marks(redis_client, "scale", "started")) == 3, 20, "three tasks at once")
     assert all(result.get(timeout=30)["held"] == 3.0 for result in results)

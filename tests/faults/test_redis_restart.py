@@ -15,6 +15,7 @@ from config import Settings
 from stack.processes import wait_until
 from stack.redis_server import RedisServer
 from stack.workers import Worker
+from tasks import ledger
 from tests.checks import finish, producer
 from tests.faults.ledgers import AT_LEAST_ONCE, SMALL_WORK
 
@@ -24,7 +25,7 @@ TASKS = 600  # at 150/s the producer is still sending when Redis goes away
 def done_so_far(client: redis.Redis) -> int:
     """Tasks ended in any run on this private server (there is one run)."""
     try:
-        return sum(int(client.hlen(k)) for k in client.scan_iter("lab:run:*:seen"))
+        return sum(int(client.hlen(k)) for k in client.scan_iter(ledger.key("*", "seen")))
     except redis.ConnectionError:
         return 0
 

@@ -10,11 +10,13 @@ import redis
 from celery import Celery
 
 from config import Settings
+from experiments import redis_stats
 from producer.publish import SendPlan, publish
 from stack.redis_server import RedisServer
 from stack.workers import Worker
 from tasks.connections import redis_client as redis_client_for
 from tasks.ledger import (
+    COMMANDS,
     RECORD_SCRIPT,
     UNACKED_INDEX_KEY,
     Duplicate,
@@ -90,3 +92,24 @@ def test_unacked_delivered_before_counts_by_delivery_time(tmp_path: Path) -> Non
     with RedisServer(tmp_path / "redis", appendonly=False) as server, redis_client_for(server.url) as client:
         client.zadd(UNACKED_INDEX_KEY, {"early": 100.0, "edge": 200.0, "late": 300.0})
         assert [unacked_delivered_before(client, when) for when in (50.0, 200.0, 200.5, 1e10)] == [0, 1, 2, 3]
+
+
+def test_the_ledger_sends_exactly_the_commands_it_declares(tmp_path: Path) -> None:
+    """COMMANDS is what redis_stats counts as the harness's: a record and every read, on a private server."""
+    with RedisServer(tmp_path / "redis", appendonly=False) as server, redis_client_for(server.url) as client:
+        before = redis_stats.command_calls(client)
+        run_id = uuid.uuid4().hex[:12]
+        script = client.register_script(RECORD_SCRIPT)
+        line = timing_line(1.0, 1.1, 1.2, 0.1, None, "SUCCESS", "threads@a")
+        for token in ("a", "b"):
+            script(keys=keys(run_id), args=["SUCCESS", "t1", "threads@a", line, f"w {token}", token])
+        ledger = RunLedger(client, run_id)
+        assert ledger.wait(1, timeout=10).ended
+        assert ledger.drain_timings() == 2
+        assert ledger.duplicate_count() == len(ledger.duplicates()) == 1
+        ledger.not_ended(["t1"])
+        assert ledger.account(2, ["lab:test:queue"]).queued == 0  # one task missing: the queues are looked at
+        unacked_delivered_before(client, 0.0)
+        ledger.delete()
+        sent = redis_stats.delta(before, redis_stats.command_calls(client))
+    assert set(sent) - {"info"} == COMMANDS

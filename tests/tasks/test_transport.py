@@ -15,6 +15,7 @@ from config import Settings
 from stack.processes import wait_until
 from stack.workers import Worker
 from tasks.app import transport_options
+from tasks.ledger import UNACKED_KEY
 from tasks.transport import TRANSPORT, Channel
 
 
@@ -117,5 +118,5 @@ def test_a_paused_worker_takes_nothing_published_after_the_pause(
     queued = [json.loads(item)["headers"] for item in redis_client.lrange(queue, 0, -1)]
     assert [h["id"] for h in reversed(queued)] == ids, "the queue must be exactly what was sent, in order"
     assert not any(h.get("redelivered") for h in queued)
-    unacked = [json.loads(record)[2] for record in redis_client.hvals("unacked")]
+    unacked = [json.loads(record)[2] for record in redis_client.hvals(UNACKED_KEY)]
     assert queue not in unacked
