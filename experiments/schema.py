@@ -260,6 +260,7 @@ class Verdict(TypedDict):
     unit: str
     detail: str
     interpreter: NotRequired[str]  # claim 1 is judged per interpreter
+    free_threaded: NotRequired[bool]  # judged on the free-threaded interpreter
 
 
 # -- lab advise: advice.json (experiments.advise measures, report.advise judges and writes) ----------

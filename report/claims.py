@@ -64,7 +64,7 @@ def _plots(results: Results, side: SideResults) -> dict[int | str, Figure]:
         "1b": _bars([f"{r['pattern']} x{r['workers']}" for r in inproc], [r["throughput_per_s"] for r in inproc],
                     "square without a queue (article's patterns)", "tasks/s"),
         2: _series_plot(cells, "claim2", "throughput_per_s", "sleep: throughput vs concurrency", "tasks/s", True),
-        3: _series_plot(cells, "claim3", "worker_memory_mb", "worker memory (USS) vs concurrency", "MB"),
+        3: _series_plot(cells, "claim3", "worker_memory_mb", "worker memory (PSS of its tree) vs concurrency", "MB"),
         4: _series_plot(cells, "claim3", "startup_s", "worker start-up to ready vs concurrency", "seconds"),
         5: _bars([f"{a['pool']} {a['method']}" for a in runaway],
                  [a["ran_s"] or 0.0 for a in runaway], "runaway task: seconds it ran (0 = never returned)", "s"),
@@ -100,7 +100,7 @@ PLAINLY_WITHOUT_GIL = {
 
 def _claim_blocks(verdict: Verdict, images: dict[int | str, str]) -> list[Block]:
     claim = verdict["claim"]
-    free_threaded = verdict.get("interpreter", "3.11") != "3.11"
+    free_threaded = verdict.get("free_threaded", False)
     key: int | str = "1ft" if free_threaded else claim
     heading = f"Claim {claim}: {STATEMENTS[claim]}"
     if free_threaded:
@@ -120,10 +120,11 @@ def _knob_table(cells: Cells) -> Table:
 
 
 def _blocks(results: Results, side: SideResults, found: list[Verdict], images: dict[int | str, str]) -> list[Block]:
+    python = verdicts.gil_python(results)
     blocks: list[Block] = [
         Heading("Every claim of the article, measured", 1),
         Table(("claim", "Python", "verdict", "figure", "unit"),
-              tuple((str(v["claim"]), v.get("interpreter", "3.11"), v["verdict"], str(v["figure"]), v["unit"])
+              tuple((str(v["claim"]), v.get("interpreter", python), v["verdict"], str(v["figure"]), v["unit"])
                     for v in found)),
     ]
     for verdict in found:

@@ -92,7 +92,7 @@ def _legend(experiment: ExperimentInfo, cells: list[CellResult]) -> str:
     return ("tasks/s is the median over repetitions of the drain rate (first task started to last finished; "
             "counts-only cells use the wall clock); ideal is concurrency / sleep seconds, or min(concurrency, cores) "
             "/ the mean CPU time of one task, measured in the worker in the same repetition (eff. is the median of "
-            "the repetitions' throughput / ideal); mem is the worker's USS (parent + children) after a repetition; "
+            "the repetitions' throughput / ideal); mem is the worker's PSS (parent + children) after a repetition; "
             "cores is the worker's CPU time over the drain time; p50–p99 are end to end (sent → finished)." + partial)
 
 

@@ -1,7 +1,7 @@
 """The decision map as pictures and map.md: which pool wins for a task of a given CPU share, and by how much.
 
 Three heatmaps over (CPU share of the task, concurrency), each square naming the winning pool with
-its number, its ratio to the runner-up and its memory (USS): capacity (tasks/s from a full
+its number, its ratio to the runner-up and its memory (PSS of the worker's tree): capacity (tasks/s from a full
 queue), p99 end to end (tasks arriving at one fixed rate for every pool), and tasks/s per MB of
 worker memory. Then the convoy figure (experiments.convoy). Everything is computed from
 results.json and convoy.json, so `lab report` can draw it again.
@@ -44,7 +44,7 @@ METRICS = (
     Metric("capacity", "Capacity: tasks/s with a full queue", lambda c: c["throughput_per_s"], True, "/s", False),
     Metric("latency", "p99 end to end at one fixed arrival rate per concurrency", lambda c: c["p99_s"], False, "s",
            True),
-    Metric("per_mb", "Tasks/s per MB of worker memory (USS)", _per_mb, True, "/s/MB", False),
+    Metric("per_mb", "Tasks/s per MB of worker memory (PSS)", _per_mb, True, "/s/MB", False),
 )
 
 
@@ -216,7 +216,7 @@ def _legend() -> str:
     return ("A task of 50 ms: cpu_ms of pure Python (the thread's own CPU time), the rest a real request to the "
             "latency server. Capacity is the median drain rate over the repetitions of a queue kept full (sent in one "
             "burst, or prefilled); eff. is measured / the "
-            "model min(c / 50 ms, U / cpu); MB is the worker's USS. The p99 squares ran every pool at one rate per "
+            "model min(c / 50 ms, U / cpu); MB is the worker's PSS. The p99 squares ran every pool at one rate per "
             "concurrency, half the slowest pool's model capacity there.")
 
 

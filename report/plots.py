@@ -66,7 +66,7 @@ def write_all(cells: list[Cell], out: Path, verdict: str) -> list[tuple[str, str
         ("throughput.png", "Throughput vs concurrency per pool, with the ideal (dashed)", _throughput),
         ("efficiency.png", f"Efficiency (measured / ideal) vs concurrency; the model's tolerance "
                            f"(±{MODEL_TOLERANCE:.0%}) dotted", _efficiency),
-        ("memory.png", "Worker memory (USS of parent + children) vs concurrency", _memory),
+        ("memory.png", "Worker memory (PSS of parent + children) vs concurrency", _memory),
         ("latency.png", "End-to-end and run-time latency percentiles per cell", _latency),
         ("overhead.png", "Harness overhead: the same cell with the timing instrumentation on and off", _overhead),
     ):
@@ -191,7 +191,7 @@ def _memory(cells: list[Cell], _verdict: str) -> Figure | None:
             axes.plot([c["concurrency"] for c in series], [num(c, "worker_memory_mb") for c in series],
                       marker=MARKERS.get(series[0]["workload"], "o"), color=COLOURS.get(pool),
                       label=f"{label_of(series[0])} · {group}")  # fmt: skip
-    axes.set_ylabel("MB (USS, parent + children)")
+    axes.set_ylabel("MB (PSS, parent + children)")
     axes.set_ylim(bottom=0)
     _log_x(axes, members)
     axes.legend(fontsize=8)

@@ -221,9 +221,9 @@ def _verdict(claim: int, holds: bool, partly: bool, figure: float | None, unit: 
             "unit": unit, "detail": detail}
 
 
-def gil(cells: Sequence[CellResult], cores: int, inprocess: Sequence[InProcessRow],
+def gil(cells: Sequence[CellResult], cores: int, inprocess: Sequence[InProcessRow], interpreter: str,
         label: str = "claim1", threads_pool: str = "threads", prefork_pool: str = "prefork",
-        interpreter: str = "3.11") -> Verdict:
+        free_threaded: bool = False) -> Verdict:
     """Claim 1: prefork/threads square work rate at concurrency = cores; threads flat across concurrency.
 
     Judged once per interpreter: on a free-threaded CPython (cells labelled `claim1-ft`, pools
@@ -245,6 +245,7 @@ def gil(cells: Sequence[CellResult], cores: int, inprocess: Sequence[InProcessRo
     verdict = _verdict(1, holds, ratio >= 1.3, ratio, "x (prefork/threads square throughput, per CPU-second of task)",
                        detail)
     verdict["interpreter"] = interpreter
+    verdict["free_threaded"] = free_threaded
     return verdict
 
 
@@ -262,7 +263,7 @@ def io(cells: Sequence[CellResult]) -> Verdict:
 
 
 def memory(cells: Sequence[CellResult]) -> Verdict:
-    """Claim 3: prefork/threads worker memory (USS) at the largest concurrency both ran."""
+    """Claim 3: prefork/threads worker memory (PSS of the tree) at the largest concurrency both ran."""
     threads = _by_concurrency(_cells(cells, "claim3", pool="threads"))
     prefork = _by_concurrency(_cells(cells, "claim3", pool="prefork"))
     c = max(set(threads) & set(prefork))
@@ -272,7 +273,7 @@ def memory(cells: Sequence[CellResult]) -> Verdict:
                        f"({_figure(cell['worker_memory_mb']) / c:.2f} MB per in-flight task)"
                        for pool, cell in per_task.items() if cell)
     return _verdict(3, ratio >= 2, ratio > 1.2, ratio, f"x (prefork/threads memory at concurrency {c})",
-                    f"USS of the whole worker at c={c}: {detail}")
+                    f"PSS of the whole worker at c={c}: {detail}")
 
 
 def startup(cells: Sequence[CellResult]) -> Verdict:
@@ -317,16 +318,21 @@ def shared(states: Sequence[SharedStateRow], crashes: Sequence[CrashRow]) -> Ver
                     "tasks lost when a threads worker crashed with early acks", detail)
 
 
+def gil_python(results: Results) -> str:
+    """The version of the interpreter with a GIL that ran the run (the harness's, which its workers share)."""
+    return str(results["environment"].get("python", "with a GIL"))
+
+
 def judge(results: Results, side: SideResults) -> list[Verdict]:
     """The six claims' verdicts, from a claims run's results.json and side.json.
 
     Claim 1 is judged again on the free-threaded interpreter when the run measured it.
     """
     cells, cores_ = results["cells"], side["cores"]
-    found = [gil(cells, cores_, side["inprocess"])]
+    found = [gil(cells, cores_, side["inprocess"], gil_python(results))]
     if _cells(cells, "claim1-ft"):
-        found.append(gil(cells, cores_, side.get("inprocess_ft", []), "claim1-ft", "threads-ft", "prefork-ft",
-                         side.get("freethreaded_python", "free-threaded")))
+        found.append(gil(cells, cores_, side.get("inprocess_ft", []), side.get("freethreaded_python", "free-threaded"),
+                         "claim1-ft", "threads-ft", "prefork-ft", free_threaded=True))
     return [*found, io(cells), memory(cells), startup(cells), killable(side["runaway"]),
             shared(side["shared_state"], side["crash"])]
 

@@ -15,14 +15,16 @@ def test_gil_holds_when_prefork_doubles_threads_and_threads_stay_flat() -> None:
     cells = [cell("claim1", "threads", c, throughput_per_s=100.0) for c in (1, 2, 4)]
     cells += [cell("claim1", "prefork", c, throughput_per_s=100.0 * min(c, 2)) for c in (1, 2, 4)]
     verdict = verdicts.gil(cells, 2, [{"pattern": "threading.Thread", "throughput_per_s": 100.0},
-                                      {"pattern": "ProcessPoolExecutor", "throughput_per_s": 195.0}])
+                                      {"pattern": "ProcessPoolExecutor", "throughput_per_s": 195.0}], "3.12.1")
     assert (verdict["claim"], verdict["verdict"], verdict["figure"]) == (1, "holds", 2.0)
+    assert (verdict["interpreter"], verdict["free_threaded"]) == ("3.12.1", False)
+    assert verdict["detail"].startswith("on Python 3.12.1,")
 
 
 def test_gil_does_not_hold_when_threads_scale_like_processes() -> None:
     cells = [cell("claim1", pool, c, throughput_per_s=100.0 * min(c, 2))
              for pool in ("threads", "prefork") for c in (1, 2, 4)]
-    assert verdicts.gil(cells, 2, [])["verdict"] == "does not hold"
+    assert verdicts.gil(cells, 2, [], "3.13.5t", free_threaded=True)["verdict"] == "does not hold"
 
 
 def test_io_verdict_is_the_worst_efficiency() -> None:
@@ -103,14 +105,14 @@ def claims_run(free_threaded: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     if free_threaded:
         side["inprocess_ft"] = [{"pattern": "ThreadPoolExecutor", "workers": 2, "tasks": 60, "throughput_per_s": 66.0}]
         side["freethreaded_python"] = "3.13.5t"
-    return {"cells": cells}, side
+    return {"cells": cells, "environment": {"python": "3.11.7"}}, side
 
 
 def test_claim_1_is_judged_per_interpreter_and_does_not_hold_without_the_gil() -> None:
     results, side = claims_run(free_threaded=True)
     found = verdicts.judge(results, side)  # type: ignore[arg-type]
     gil_on, gil_off = (v for v in found if v["claim"] == 1)
-    assert (gil_on["interpreter"], gil_on["verdict"]) == ("3.11", "holds")
+    assert (gil_on["interpreter"], gil_on["verdict"]) == ("3.11.7", "holds")  # the run's own, not a constant
     assert (gil_off["interpreter"], gil_off["verdict"]) == ("3.13.5t", "does not hold")
     assert len(verdicts.judge(*claims_run(free_threaded=False))) == 6  # type: ignore[arg-type]
 
@@ -122,4 +124,5 @@ def test_claims_report_says_plainly_that_claim_1_falls_without_the_gil(tmp_path:
     assert "## Claim 1 without the GIL (Python 3.13.5t)" in text
     assert "Without the GIL the claim **does not hold**" in text
     assert "| 1 | 3.13.5t | does not hold |" in text
+    assert "| 1 | 3.11.7 | holds |" in text and "| 2 | 3.11.7 |" in text
     assert (tmp_path / "plots" / "claim-1ft.png").read_bytes()[:4] == b"\x89PNG"
