@@ -5,10 +5,10 @@
         [--visibility-timeout 10] [--at 0.1,0.3,0.5,0.7]
 
 (`make compose-faults`, `COMPOSE_FAULTS_TASKS=...`). It brings the compose stack up on the engine
-tests/compose/engine.py picks, with compose/faults.yml (Redis published on 127.0.0.1 for this
+stack/compose/engine.py picks, with compose/faults.yml (Redis published on 127.0.0.1 for this
 harness only), `--replicas` containers of each worker and a short visibility timeout; runs the
 producer service in the compose network (`mixed` tasks, both pools, a burst unless `--rate`);
-and, while the run goes, strikes the four faults of tests/compose/faults.py one after the other at
+and, while the run goes, strikes the four faults of stack/compose/faults.py one after the other at
 the fractions of tasks ended given by `--at`, each only once the previous one has recovered:
 
 1. partition of a threads worker past the visibility timeout;
@@ -44,10 +44,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from config.constants import EXIT_FAILURE
 from producer.live import RecentRate
+from stack.compose import engine as en
+from stack.compose.faults import Fault, FaultStack, Harness, attribute, producer_summary, safely, settle
 from stack.processes import wait_until
 from tasks.ledger import RunLedger
-from tests.compose import engine as en
-from tests.compose.faults import Fault, FaultStack, Harness, attribute, producer_summary, safely, settle
 
 FAULTS = ("partition", "host loss", "broker restart", "rolling restart")
 DEFAULT_AT = (0.1, 0.3, 0.5, 0.7)

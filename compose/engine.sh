@@ -2,7 +2,7 @@
 # A Docker Engine that answers (`docker info`) is the real thing users run, so it wins;
 # podman is the fallback for machines without one (docs/compose.md says what it cannot do).
 # LAB_COMPOSE_ENGINE=docker|podman forces the choice; the compose test uses the same rule
-# (tests/compose/engine.py).
+# (stack/compose/engine.py).
 lab_engine_choose() {
     case "${LAB_COMPOSE_ENGINE:-}" in
         docker|podman) echo "$LAB_COMPOSE_ENGINE"; return 0 ;;

@@ -37,3 +37,13 @@ def test_a_module_imports_only_its_own_package_and_those_below(path: Path) -> No
     wrong = {name for name in imported_packages(path)
              if name != own and LAYERS[name] >= LAYERS[own]}
     assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}, above or beside {own!r}"
+
+
+@pytest.mark.parametrize("path", sorted([*modules(), *(ROOT / "benchmarks").rglob("*.py")]),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_nothing_outside_the_tests_imports_them(path: Path) -> None:
+    """The compose harness once lived in tests/ and the benchmark that drives it imported it from there."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert not {name for name in imported if name.split(".")[0] == "tests"}

@@ -4,7 +4,7 @@ One stack for the three tests (compose/faults.yml publishes Redis on 127.0.0.1 f
 two replicas of each worker, a 10 s visibility timeout, the latency service for `mixed --io
 socket`. Each test runs the producer service in the compose network (2,000 mixed tasks at 150/s,
 so the fault strikes while it still sends), follows the run in the ledger from the host, strikes
-one fault at a quarter of the run (tests/compose/faults.py), waits for the recovery, lets the run
+one fault at a quarter of the run (stack/compose/faults.py), waits for the recovery, lets the run
 settle, and accounts for every task by id:
 
 * partition of a threads worker past the visibility timeout: what it held is handed to the others;
@@ -30,10 +30,10 @@ import pytest
 import redis
 from celery import Celery
 
+from stack.compose import engine as en
+from stack.compose.faults import Fault, FaultStack, Harness, producer_summary, safely, settle
 from stack.processes import wait_until
 from tasks.ledger import Accounting, Duplicate, RunLedger
-from tests.compose import engine as en
-from tests.compose.faults import Fault, FaultStack, Harness, producer_summary, safely, settle
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(1500)]
 

@@ -16,8 +16,8 @@ from urllib.parse import unquote
 
 import pytest
 
+from stack.compose import engine as en
 from tests.checks import assert_no_traceback
-from tests.compose import engine as en
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(600)]
 

@@ -1,6 +1,6 @@
 """`docker compose up`, proven by running the real docker-compose.yml on a real engine.
 
-On Docker Engine + Compose v2 (wherever `docker info` answers; tests/compose/engine.py):
+On Docker Engine + Compose v2 (wherever `docker info` answers; stack/compose/engine.py):
 `up -d --build --wait` builds the images from the project's Dockerfile on a local debootstrap
 base and returns once every healthcheck passes; the engine's own events show that Redis was
 healthy before any worker or Flower started. Where no engine answers, the same test runs on
@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from stack.compose import engine as en
 from stack.processes import wait_until
 from stack.redis_server import free_port
-from tests.compose import engine as en
 from tests.compose.image_scan import files_with_content
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(1500)]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from stack.compose.faults import Fault, attribute
 from tasks.ledger import Duplicate
-from tests.compose.faults import Fault, attribute
 
 
 def fault(name: str, dups_from: int, dups_to: int | None, in_flight: tuple[str, ...] = ()) -> Fault:

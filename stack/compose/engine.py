@@ -185,7 +185,7 @@ class Engine:
         """`save IMAGE` as a stream of the image's layers (docker-archive)."""
         return subprocess.Popen([self.cli_name, "save", image], stdout=subprocess.PIPE, env=self.env(), cwd=ROOT)
 
-    # -- host faults (tests/compose/faults.py) ---------------------------------------------------
+    # -- host faults (stack/compose/faults.py) ---------------------------------------------------
 
     def disconnect(self, network: str, container: str) -> None:
         """Cut a container off its network: its address is gone, its processes run on."""

@@ -38,11 +38,11 @@ import redis
 from celery import Celery
 
 from config import Settings
+from stack.compose import engine as en
 from stack.processes import wait_until
 from stack.redis_server import free_port
 from tasks import connections
 from tasks.ledger import Duplicate, RunLedger, pending_in_broker, unacked_delivered_before, unacked_task_ids
-from tests.compose import engine as en
 
 FAULTS_FILES = (*en.COMPOSE_FILES, en.COMPOSE_DIR / "faults.yml")
 POOLS = ("threads", "prefork")
