@@ -18,6 +18,7 @@ from cli.send import send
 from config import Settings
 from config.pools import DEFAULT_POOLS, POOL_NAMES
 from stack import processes
+from tasks.latency import DEFAULT_PORT
 
 RESULTS = Path("results")
 ExistingDir = click.Path(path_type=Path, file_okay=False, exists=True)
@@ -62,7 +63,7 @@ def up(pools: str, run_dir: Path, monitoring: bool) -> None:
 
 @cli.command("latency-server")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 in a container).")
-@click.option("--port", type=click.IntRange(0, 65535), default=7070, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True)
 def latency_server(host: str, port: int) -> None:
     """Answer each request after the delay it asks for (the socket I/O of `mixed` tasks)."""
     from stack.latency_server import run
@@ -177,18 +178,14 @@ def advise(target: str, args_json: str, kwargs_json: str, calls: int, max_memory
 @click.argument("run_dir", type=ExistingDir)
 def report(run_dir: Path) -> None:
     """Re-render a finished run's report (and claims, if it has them) from its files, without measuring."""
-    from experiments.decision_map import CONVOY_FILE, load_map
-    from report import build
-    from report.claims import rejudge
-    from report.decision_map import write_map_report
+    from report.build import rerender
 
-    if not (run_dir / "results.json").is_file():
-        raise click.UsageError(f"{run_dir} has no results.json")
-    click.echo(f"wrote {build.rebuild(run_dir)}")
-    if (run_dir / "side.json").is_file():
-        click.echo(f"wrote {rejudge(run_dir)}")
-    if (run_dir / CONVOY_FILE).is_file():
-        click.echo(f"wrote {write_map_report(*load_map(run_dir), run_dir)}")
+    try:
+        written = rerender(run_dir)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    for path in written:
+        click.echo(f"wrote {path}")
 
 
 def main() -> None:

@@ -24,3 +24,23 @@ def write_report(results: Results, out: Path) -> Path:
 def rebuild(run_dir: Path) -> Path:
     """Re-render a finished run's report from its results.json (no measuring)."""
     return write_report(json.loads((run_dir / "results.json").read_text()), run_dir)
+
+
+def rerender(run_dir: Path) -> list[Path]:
+    """`lab report`: every report a finished run's files support, rebuilt without measuring.
+
+    report.md from results.json; claims.md when the run has the claims' side.json; map.md when it
+    has the convoy of a decision map. ValueError when there is no results.json.
+    """
+    from experiments.decision_map import CONVOY_FILE, load_map
+    from report.claims import rejudge
+    from report.decision_map import write_map_report
+
+    if not (run_dir / "results.json").is_file():
+        raise ValueError(f"{run_dir} has no results.json")
+    written = [rebuild(run_dir)]
+    if (run_dir / "side.json").is_file():
+        written.append(rejudge(run_dir))
+    if (run_dir / CONVOY_FILE).is_file():
+        written.append(write_map_report(*load_map(run_dir), run_dir))
+    return written
