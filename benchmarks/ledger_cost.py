@@ -25,9 +25,10 @@ import redis
 from celery import signals
 
 from config import Settings
+from experiments.stats import Spread
 from stack.redis_server import RedisServer
 from tasks import ledger
-from tasks.app import close_app, make_app
+from tasks.connections import client_app, redis_client
 
 
 def fake_task(run_id: str) -> SimpleNamespace:
@@ -59,32 +60,26 @@ def ping_rtt(client: redis.Redis, count: int = 2000) -> float:
     return statistics.median(samples)
 
 
-def spread(values: list[float], scale: float, unit: str) -> str:
-    return (f"{statistics.median(values) * scale:8.1f} {unit} "
-            f"(range {min(values) * scale:.1f}-{max(values) * scale:.1f})")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--repetitions", type=int, default=7)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp)) as server:
-        app = make_app(Settings(broker_url=server.url))
+    with (tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp)) as server,
+          client_app(Settings(broker_url=server.url)) as app, redis_client(server.url) as client):
         ledger.install(app)
-        client = redis.Redis.from_url(server.url)
-        try:
-            one_repetition(client, 200)  # warm: connection, script cache
-            runs = [one_repetition(client, args.tasks) for _ in range(args.repetitions)]
-            rtt = ping_rtt(client)
-        finally:
-            client.close()
-            close_app(app)
-    cpu, wall, commands = (list(column) for column in zip(*runs, strict=True))
+        one_repetition(client, 200)  # warm: connection, script cache
+        runs = [one_repetition(client, args.tasks) for _ in range(args.repetitions)]
+        rtt = ping_rtt(client)
+    cpu, wall, commands = (Spread.of(list(column)) for column in zip(*runs, strict=True))
     print(f"ledger cost per task, {args.tasks} tasks x {args.repetitions} repetitions (median, range):")
-    print(f"  worker thread CPU  {spread(cpu, 1e6, 'us')}")
-    print(f"  wall time          {spread(wall, 1e6, 'us')}   floor: one round trip = {rtt * 1e6:.1f} us (PING)")
-    print(f"  Redis commands     {statistics.median(commands):8.2f}       floor: 1 (one command)")
+    print(f"  worker thread CPU  {_us(cpu)}")
+    print(f"  wall time          {_us(wall)}   floor: one round trip = {rtt * 1e6:.1f} us (PING)")
+    print(f"  Redis commands     {commands.median:8.2f}  (a script's inner commands count too; one EVALSHA)")
+
+
+def _us(spread: Spread) -> str:
+    return f"{spread.median * 1e6:8.1f} us (range {spread.low * 1e6:.1f}-{spread.high * 1e6:.1f})"
 
 
 if __name__ == "__main__":
