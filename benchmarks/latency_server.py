@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import json
 import multiprocessing
 import os
 import random
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments.stats import Spread
 from stack.latency_server import LatencyServer, raise_open_files_limit
 from tasks import latency
 
@@ -187,7 +188,8 @@ def unloaded_added_ms(server: LatencyServer) -> dict[str, float]:
 
 
 def spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "low": min(values), "high": max(values)}
+    """A Spread (experiments.stats) as the JSON this benchmark writes: median, low, high, runs."""
+    return dataclasses.asdict(Spread.of(values))
 
 
 def repeat(measure: Callable[[], dict[str, float]], repetitions: int) -> dict[str, dict[str, float]]:

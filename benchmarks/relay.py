@@ -15,10 +15,10 @@ Each figure is the median of the repetitions with their range.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import os
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,6 +27,7 @@ from typing import Any
 
 import redis
 
+from experiments.stats import Spread
 from stack.redis_server import RedisServer
 from stack.relay import DelayRelay, calibrate, netem_available
 
@@ -42,7 +43,8 @@ CONCURRENT_S = 3.0
 
 
 def spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "low": min(values), "high": max(values)}
+    """A Spread (experiments.stats) as the JSON this benchmark writes: median, low, high, runs."""
+    return dataclasses.asdict(Spread.of(values))
 
 
 def show(value: dict[str, float], fmt: str) -> str:
