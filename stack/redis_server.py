@@ -12,13 +12,12 @@ import secrets
 import shutil
 import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
-from stack.processes import die_with_parent, stop_process
+from stack.processes import die_with_parent, stop_process, wait_until
 
 
 def server_binary() -> str:
@@ -73,20 +72,8 @@ class RedisServer:
         return self
 
     def wait_ready(self, timeout: float) -> None:
-        client = redis.Redis.from_url(self.url, socket_timeout=1)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"redis server exited with {self.process.returncode}")
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"redis did not answer on port {self.port}") from None
-                time.sleep(0.05)
-            finally:
-                client.close()
+        with redis.Redis.from_url(self.url, socket_timeout=1) as client:
+            wait_until(lambda: _answers(client), timeout, f"redis on port {self.port}", self.process)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -103,3 +90,10 @@ class RedisServer:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
