@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
 
+from tasks.ledger import AccountingCounts
+
 
 class Percentiles(TypedDict):
     p50_s: float | None
@@ -40,7 +42,7 @@ class WallRates(TypedDict):
     wall_max: float | None
 
 
-class CellResult(TypedDict):
+class CellResult(AccountingCounts):
     """One measured cell: repetitions reduced to median and range, every task accounted for."""
 
     id: str
@@ -54,12 +56,6 @@ class CellResult(TypedDict):
     tasks: int
     repetitions: int
     untimed_repetitions: int
-    sent: int
-    completed: int
-    failed: int
-    queued: int
-    lost: int
-    duplicated: int
     throughput_per_s: float | None  # median drain rate (first start to last finish)
     throughput_min: float | None
     throughput_max: float | None
@@ -396,13 +392,7 @@ class SoakEvent(TypedDict):
     ended: int | None  # tasks ended when it happened
 
 
-class SoakSummary(TypedDict):
-    sent: int
-    completed: int
-    failed: int
-    duplicated: int
-    queued: int
-    lost: int
+class SoakSummary(AccountingCounts):
     elapsed_s: float
     tasks_per_s: float
     events: list[SoakEvent]

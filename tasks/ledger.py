@@ -47,7 +47,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
 import redis
 from celery import Celery, signals
@@ -238,6 +238,17 @@ class Timings:
         return self.last_finished - self.first_sent if self.count else math.nan
 
 
+class AccountingCounts(TypedDict):
+    """Accounting as JSON: what results.json's cells and the soak's summary carry (experiments.schema)."""
+
+    sent: int
+    completed: int
+    failed: int
+    duplicated: int
+    queued: int
+    lost: int
+
+
 @dataclass
 class Accounting:
     """Every task of a run, accounted for: done, failed, still queued or running, lost."""
@@ -249,8 +260,9 @@ class Accounting:
     queued: int
     lost: int
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+    def as_dict(self) -> AccountingCounts:
+        return AccountingCounts(sent=self.sent, completed=self.completed, failed=self.failed,
+                                duplicated=self.duplicated, queued=self.queued, lost=self.lost)
 
 
 @dataclass(frozen=True)
