@@ -239,7 +239,12 @@ class Timings:
 
 
 class AccountingCounts(TypedDict):
-    """Accounting as JSON: what results.json's cells and the soak's summary carry (experiments.schema)."""
+    """Accounting as JSON: what results.json's cells and the soak's summary carry (experiments.schema).
+
+    The same six fields as `Accounting` below, declared twice only because mypy cannot derive a
+    TypedDict from a dataclass; mypy checks `Accounting.as_dict` against this, and
+    tests/tasks/test_ledger.py fails if the dataclass gains a field this lacks.
+    """
 
     sent: int
     completed: int

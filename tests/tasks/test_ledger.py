@@ -1,5 +1,6 @@
 """The run ledger: a burst on many threads recorded exactly once, and its timing lines read back."""
 
+import dataclasses
 import math
 import uuid
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from tasks.ledger import (
     COMMANDS,
     RECORD_SCRIPT,
     UNACKED_INDEX_KEY,
+    Accounting,
+    AccountingCounts,
     Duplicate,
     RunLedger,
     Timings,
@@ -113,3 +116,9 @@ def test_the_ledger_sends_exactly_the_commands_it_declares(tmp_path: Path) -> No
         ledger.delete()
         sent = redis_stats.delta(before, redis_stats.command_calls(client))
     assert set(sent) - {"info"} == COMMANDS
+
+
+def test_accounting_and_its_json_shape_declare_the_same_fields() -> None:
+    acc = Accounting(sent=3, completed=1, failed=1, duplicated=0, queued=1, lost=0)
+    assert [f.name for f in dataclasses.fields(acc)] == list(AccountingCounts.__annotations__)
+    assert acc.as_dict() == dataclasses.asdict(acc)
