@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from config.errors import UserError
-from stack.processes import spawn, stop_process, tree_cpu_seconds, wait_until
+from stack.processes import ChildProcess
 from stack.redis_server import free_port
 from stack.workers import LAB_COMMAND
 from tasks import latency
@@ -171,7 +171,7 @@ async def serve(host: str, port: int, ready: asyncio.Event | None = None) -> Non
 
 
 @dataclass
-class LatencyServer:
+class LatencyServer(ChildProcess):
     """The server as a child process (like `RedisServer`): `start()` returns once it answers."""
 
     log_path: Path
@@ -188,8 +188,8 @@ class LatencyServer:
 
     def start(self, timeout: float = 15.0) -> LatencyServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.process = spawn(self.command(), os.environ, self.log_path)
-        wait_until(self.responds, timeout, f"latency server on port {self.port}", self.process)
+        self.launch(self.command(), os.environ, self.log_path, self.responds, timeout,
+                    f"latency server on port {self.port}")
         return self
 
     def responds(self) -> bool:
@@ -203,20 +203,6 @@ class LatencyServer:
     def stats(self, timeout: float = 5.0) -> dict[str, Any]:
         return latency.stats(self.host, self.port, timeout)
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the server process, read from outside (psutil)."""
-        return tree_cpu_seconds(self.process.pid) if self.process is not None else 0.0
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process, grace=10)
-            self.process = None
-
-    def __enter__(self) -> LatencyServer:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
 
 class ListenError(UserError):

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
+from typing import Self
 
 import psutil
 
@@ -135,6 +136,51 @@ def stop_process(process: subprocess.Popen[bytes], grace: float = 30.0,
             process.wait(5)
         _kill_all(tree)
     return process.returncode
+
+
+class ChildProcess:
+    """A part of the stack run as a child process: started once it answers, stopped on exit.
+
+    Redis, a worker, Flower, the latency server, the relay and Prometheus each say how they are
+    launched and when they are ready (`start`); stopping one, its pid, its CPU and its use in a
+    `with` block are the same for all and live here. Subclasses declare the `process` field.
+    """
+
+    process: subprocess.Popen[bytes] | None
+    stop_grace_s: float = 10.0
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def launch(self, command: list[str], env: Mapping[str, str], log_path: os.PathLike[str] | str,
+               ready: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+        """Start `command` and return once `ready()` holds; fails fast if the process died."""
+        self.process = spawn(command, env, log_path)
+        wait_until(ready, timeout, what, self.process, interval)
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError(f"{type(self).__name__} not started")
+        return self.process.pid
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the process and its children so far, read from outside (psutil)."""
+        return tree_cpu_seconds(self.process.pid) if self.process is not None else 0.0
+
+    def stop(self, grace: float | None = None) -> int | None:
+        """SIGTERM, then SIGKILL after `grace` (default `stop_grace_s`); returns the exit code."""
+        if self.process is None:
+            return None
+        code = stop_process(self.process, self.stop_grace_s if grace is None else grace)
+        self.process = None
+        return code
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
 
 
 def _descendants(pid: int) -> list[psutil.Process]:

@@ -90,7 +90,7 @@ def check_config(path: Path) -> subprocess.CompletedProcess[str]:
 
 
 @dataclass
-class Prometheus:
+class Prometheus(processes.ChildProcess):
     """One `prometheus` process on a free loopback port, scraping the stack's Flower."""
 
     settings: Settings
@@ -124,8 +124,7 @@ class Prometheus:
     def start(self, timeout: float = 60.0) -> Prometheus:
         self.port = self.port or free_port()
         self.write_config()
-        self.process = processes.spawn(self.command(), dict(os.environ), self.run_dir / "prometheus.log")
-        processes.wait_until(self.ready, timeout, "prometheus", self.process, 0.1)
+        self.launch(self.command(), os.environ, self.run_dir / "prometheus.log", self.ready, timeout, "prometheus", 0.1)
         return self
 
     def ready(self) -> bool:
@@ -155,8 +154,3 @@ class Prometheus:
         """Prometheus has scraped Flower successfully (so auth and target are right)."""
         targets = self.api("targets")["activeTargets"]
         return any(t["labels"].get("job") == FLOWER_JOB and t["health"] == "up" for t in targets)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            processes.stop_process(self.process, grace=10)
-            self.process = None

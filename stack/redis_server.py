@@ -8,6 +8,7 @@ kernel picked, with a password.
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import socket
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from stack.processes import die_with_parent, stop_process, wait_until
+from stack.processes import ChildProcess, spawn, wait_until
 
 
 def server_binary() -> str:
@@ -36,7 +37,7 @@ def free_port() -> int:
 
 
 @dataclass
-class RedisServer:
+class RedisServer(ChildProcess):
     """One server process; `start()` returns once it answers PING."""
 
     data_dir: Path
@@ -64,10 +65,7 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        with (self.data_dir / "redis.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
-            )
+        self.process = spawn(self.command(), os.environ, self.data_dir / "redis.log")
         self.wait_ready(timeout)
         return self
 
@@ -75,21 +73,10 @@ class RedisServer:
         with redis.Redis.from_url(self.url, socket_timeout=1) as client:
             wait_until(lambda: _answers(client), timeout, f"redis on port {self.port}", self.process)
 
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process, grace=10)
-            self.process = None
-
     def restart(self) -> None:
         """Stop and start again on the same port and data (AOF replays what was queued)."""
         self.stop()
         self.start()
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
 
 def _answers(client: redis.Redis) -> bool:

@@ -30,7 +30,11 @@ through it still takes longer than RTT + a direct PING: +0.07-0.1 ms at 0.5 ms, 
 2 ms, +0.3-0.5 ms at 10 ms. That is this VM, not the relay: a direct PING sent after an idle
 pause as long as the RTT takes +0.07 / +0.11 / +0.24-0.32 ms longer than back to back
 (Redis and the client wake slowly after idling; a precise echo server with no relay showed the
-same growth), and a real network of that RTT would cost them the same. `calibrate()` measures
+same growth), and a real network of that RTT would cost them the same. It is not the guest's
+idle states: with `/dev/cpu_dma_latency` held at 0 (PM QoS; the haltpoll governor then polls
+and never halts, checked in its cpuidle counters) the idle-matched direct PING was as slow
+(+0.10 / +0.10 / +0.38 ms against +0.07 / +0.16 / +0.43 ms free, 2 x 600 PINGs each, 2026-11-27),
+and the relay's back-to-back error did not shrink. `calibrate()` measures
 both baselines; against the idle-matched one the relay was +0.02 / +0.04 / +0.07 ms off at
 0.5 / 2 / 10 ms (medians of 3 x 2,000 PINGs; single runs from -0.01 to +0.15 ms).
 
@@ -70,7 +74,7 @@ import psutil
 import redis
 
 from stack.latency_server import ListenError
-from stack.processes import spawn, stop_process, tree_cpu_seconds, wait_until
+from stack.processes import ChildProcess, wait_until
 from stack.redis_server import free_port
 from stack.workers import LAB_COMMAND
 
@@ -324,7 +328,7 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 @dataclass
-class DelayRelay:
+class DelayRelay(ChildProcess):
     """The relay as a child process in front of `target`, adding `rtt_ms` to every round trip."""
 
     target_host: str
@@ -358,8 +362,7 @@ class DelayRelay:
 
     def start(self, timeout: float = 15.0) -> DelayRelay:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.process = spawn(self.command(), os.environ, self.log_path)
-        wait_until(self.listening, timeout, f"relay on port {self.port}", self.process)
+        self.launch(self.command(), os.environ, self.log_path, self.listening, timeout, f"relay on port {self.port}")
         return self
 
     def listening(self) -> bool:
@@ -393,20 +396,6 @@ class DelayRelay:
         wait_until(reported, timeout, f"relay on port {self.port}: stats", self.process, interval=0.01)
         return found[0]
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the relay process so far (all its threads)."""
-        return tree_cpu_seconds(self.process.pid) if self.process is not None else 0.0
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process, grace=10)
-            self.process = None
-
-    def __enter__(self) -> DelayRelay:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
 
 def tolerance_ms(rtt_ms: float) -> float:

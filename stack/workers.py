@@ -20,8 +20,14 @@ LAB_COMMAND = (sys.executable, "-m", "cli")  # the `lab` entry point, as compose
 
 
 @dataclass
-class Worker:
-    """One `lab worker POOL` process (Celery parent plus its pool's children)."""
+class Worker(processes.ChildProcess):
+    """One `lab worker POOL` process (Celery parent plus its pool's children).
+
+    `stop()` is Celery's warm shutdown: running tasks finish (for up to `stop_grace_s`),
+    unstarted ones go back to the queue.
+    """
+
+    stop_grace_s = 30.0
 
     settings: Settings
     pool: str
@@ -41,31 +47,15 @@ class Worker:
     def start(self, timeout: float = 60.0) -> Worker:
         """Start it and return once it answers a Celery ping by name (one client app for all polls)."""
         started = time.monotonic()
-        self.process = processes.spawn(self.command(), processes.child_env(self.settings), self.log_path)
         with client_app(self.settings) as app:
-            processes.wait_until(lambda: bool(app.control.ping(destination=[self.name], timeout=0.5)), timeout,
-                                 f"worker {self.name}", self.process, 0.1)
+            self.launch(self.command(), processes.child_env(self.settings), self.log_path,
+                        lambda: bool(app.control.ping(destination=[self.name], timeout=0.5)), timeout,
+                        f"worker {self.name}", 0.1)
         self.startup_s = time.monotonic() - started
         return self
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None, "worker not started"
-        return self.process.pid
-
     def memory_mb(self) -> float:
         return processes.tree_memory_mb(self.pid)
-
-    def cpu_seconds(self) -> float:
-        return processes.tree_cpu_seconds(self.pid)
-
-    def stop(self, grace: float = 30.0) -> int | None:
-        """Warm shutdown: running tasks finish, unstarted ones go back to the queue."""
-        if self.process is None:
-            return None
-        code = processes.stop_process(self.process, grace)
-        self.process = None
-        return code
 
     def kill(self) -> None:
         """SIGKILL the parent, as a crash would; its pool children die with it."""
@@ -75,7 +65,7 @@ class Worker:
 
 
 @dataclass
-class Flower:
+class Flower(processes.ChildProcess):
     """Flower on 127.0.0.1 with basic auth."""
 
     settings: Settings
@@ -87,10 +77,8 @@ class Flower:
         return (self.settings.flower_user, self.settings.flower_password)
 
     def start(self, timeout: float = 60.0) -> Flower:
-        command = [*LAB_COMMAND, "flower"]
-        env = processes.child_env(self.settings)
-        self.process = processes.spawn(command, env, self.log_path)
-        processes.wait_until(self.healthy, timeout, "flower", self.process, 0.1)
+        self.launch([*LAB_COMMAND, "flower"], processes.child_env(self.settings), self.log_path, self.healthy,
+                    timeout, "flower", 0.1)
         return self
 
     def healthy(self) -> bool:
@@ -102,8 +90,3 @@ class Flower:
 
     def get(self, path: str, **params: str) -> requests.Response:
         return requests.get(f"{self.settings.flower_url}{path}", auth=self.auth, params=params, timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            processes.stop_process(self.process, grace=10)
-            self.process = None
