@@ -98,7 +98,7 @@ PLAINLY_WITHOUT_GIL = {
 }
 
 
-def _claim_blocks(verdict: Verdict, images: dict[int | str, str]) -> list[Block]:
+def _claim_blocks(verdict: Verdict, images: dict[int | str, Image]) -> list[Block]:
     claim = verdict["claim"]
     free_threaded = verdict.get("free_threaded", False)
     key: int | str = "1ft" if free_threaded else claim
@@ -108,7 +108,7 @@ def _claim_blocks(verdict: Verdict, images: dict[int | str, str]) -> list[Block]
     plainly = PLAINLY_WITHOUT_GIL[verdict["verdict"]] if free_threaded else ""
     blocks: list[Block] = [Heading(heading), Paragraph(f"**{verdict['verdict']}**: {verdict['figure']} "
                                                        f"{verdict['unit']}. {verdict['detail']}.{plainly}")]
-    blocks += [Image(images[k], f"claim {claim}") for k in (key, f"{key}b") if k in images]
+    blocks += [images[k] for k in (key, f"{key}b") if k in images]
     return blocks
 
 
@@ -119,7 +119,7 @@ def _knob_table(cells: Cells) -> Table:
     return Table(("knob", "pool", "tasks/s (median)", "p99 end to end (s)", "lost"), tuple(rows))
 
 
-def _blocks(results: Results, side: SideResults, found: list[Verdict], images: dict[int | str, str]) -> list[Block]:
+def _blocks(results: Results, side: SideResults, found: list[Verdict], images: dict[int | str, Image]) -> list[Block]:
     python = verdicts.gil_python(results)
     blocks: list[Block] = [
         Heading("Every claim of the article, measured", 1),
@@ -134,7 +134,7 @@ def _blocks(results: Results, side: SideResults, found: list[Verdict], images: d
                Paragraph("80 % sleep, 20 % square: one pool alone, both pools on one queue, or CPU tasks routed "
                          "to prefork and I/O tasks to threads."),
                Bullets(tuple(f"{m['scenario']}: {m['throughput_per_s']:.1f} tasks/s, lost {m['lost']}" for m in mixed)),
-               Image(images["mixed"], "mixed workload"),
+               images["mixed"],
                Heading("Tuning knobs"), _knob_table(results["cells"])]
     return blocks
 
@@ -160,11 +160,11 @@ def rejudge(run_dir: Path) -> Path:
 def write_claims_report(results: Results, side: SideResults, found: list[Verdict], out: Path) -> Path:
     plot_dir = out / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
-    images: dict[int | str, str] = {}
+    images: dict[int | str, Image] = {}
     for key, figure in _plots(results, side).items():
         name = f"claim-{key}.png"
         figure.savefig(plot_dir / name, dpi=110, bbox_inches="tight")
-        images[key] = f"plots/{name}"
+        images[key] = Image(f"plots/{name}", figure.axes[0].get_title())  # each plot's caption is its title
     blocks = _blocks(results, side, found, images)
     (out / "claims.md").write_text(markdown.render(blocks))
     (out / "claims.html").write_text(html.render(blocks, "The article's claims, measured"))
