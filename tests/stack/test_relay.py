@@ -20,7 +20,7 @@ import redis
 
 from stack.processes import wait_until
 from stack.redis_server import RedisServer, free_port
-from stack.relay import DelayRelay, calibrate, netem_available
+from stack.relay import DelayRelay, Pinger, calibrate, netem_available
 
 StartRelay = Callable[..., DelayRelay]
 
@@ -235,7 +235,19 @@ def test_calibrate_reports_the_added_rtt_and_the_relays_own_figures(start_relay:
     assert result["direct_idle_median_ms"] > 0 and result["tolerance_ms"] == pytest.approx(0.25)
     assert result["relay_cpu_seconds"] >= 0
     assert result["relay_late_us"]["p50"] is not None and result["relay_late_us"]["p50"] >= 0
-    assert isinstance(result["passed"], bool) and isinstance(result["passed_back_to_back"], bool)
+    assert isinstance(result["passed"], bool) and isinstance(result["passed_idle_matched"], bool)
+
+
+def test_the_calibration_client_pings_and_never_echoes_a_wrong_password(redis_server: RedisServer) -> None:
+    pinger = Pinger(redis_server.url)
+    try:
+        assert pinger.command("PING") == b"+PONG\r\n" and pinger.ping_ms() > 0
+    finally:
+        pinger.close()
+    wrong = redis_server.url.replace(f":{redis_server.password}@", ":n0t%40the%3Apw@")
+    with pytest.raises(ConnectionError) as refused:
+        Pinger(wrong)
+    assert str(refused.value) == "WRONGPASS" and "n0t" not in str(refused.value)
 
 
 def test_url_through_keeps_password_and_database() -> None:
