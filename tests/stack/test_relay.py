@@ -18,9 +18,10 @@ import psutil
 import pytest
 import redis
 
+from stack import relay as relay_module
 from stack.processes import wait_until
 from stack.redis_server import RedisServer, free_port
-from stack.relay import DelayRelay, Pinger, calibrate, netem_available
+from stack.relay import SO_TIMESTAMPNS, TIMESPEC, DelayRelay, Pinger, arrival_ns, calibrate, netem_available
 
 StartRelay = Callable[..., DelayRelay]
 
@@ -236,6 +237,34 @@ def test_calibrate_reports_the_added_rtt_and_the_relays_own_figures(start_relay:
     assert result["relay_cpu_seconds"] >= 0
     assert result["relay_late_us"]["p50"] is not None and result["relay_late_us"]["p50"] >= 0
     assert isinstance(result["passed"], bool) and isinstance(result["passed_idle_matched"], bool)
+
+
+class PausingClocks:
+    """Wall and monotonic clocks `WALL_AHEAD_NS` apart, each read taking `pause_ns` (a preempted thread)."""
+
+    WALL_AHEAD_NS = 1_700_000_000_000_000_000
+
+    def __init__(self, now_ns: int, pause_ns: int) -> None:
+        self.now_ns, self.pause_ns = now_ns, pause_ns
+
+    def monotonic_ns(self) -> int:
+        self.now_ns += self.pause_ns
+        return self.now_ns
+
+    def time_ns(self) -> int:
+        self.now_ns += self.pause_ns
+        return self.now_ns + self.WALL_AHEAD_NS
+
+
+@pytest.mark.parametrize("pause_us", [0, 1, 100, 5_000])
+def test_a_chunk_is_never_stamped_earlier_than_it_arrived(monkeypatch: pytest.MonkeyPatch, pause_us: int) -> None:
+    arrived = 10_000_000_000
+    clocks = PausingClocks(arrived, pause_us * 1000)
+    monkeypatch.setattr(relay_module, "time", clocks)
+    stamp = divmod(arrived + PausingClocks.WALL_AHEAD_NS, 1_000_000_000)
+    ancillary = [(socket.SOL_SOCKET, SO_TIMESTAMPNS, TIMESPEC.pack(*stamp))]
+    received = clocks.monotonic_ns()
+    assert arrived <= arrival_ns(ancillary, received) <= received
 
 
 def test_the_calibration_client_pings_and_never_echoes_a_wrong_password(redis_server: RedisServer) -> None:
